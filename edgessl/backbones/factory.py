@@ -1,0 +1,112 @@
+"""Creating backbones by name, with the small-image stem for images of 64 px or less."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from edgessl.backbones import small
+from edgessl.errors import unknown_choice
+from edgessl.registry import Registry
+
+BACKBONES: Registry[Callable[[], Any]] = Registry("backbone")
+BACKBONES.register("resnet_tiny", small.resnet_tiny)
+BACKBONES.register("resnet_micro", small.resnet_micro)
+
+SMALL_IMAGE_MAX = 64
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything needed to rebuild a backbone's architecture (weights come separately).
+
+    Attributes:
+        name: an edgessl backbone name or a timm model name (``timm:`` prefix optional).
+        image_size: input side in pixels.
+        small_stem: stride-1 first conv and no max-pool, as in the CIFAR literature.
+    """
+
+    name: str
+    image_size: int
+    small_stem: bool
+
+    @classmethod
+    def for_images(cls, name: str, image_size: int) -> BackboneSpec:
+        """The spec edgessl picks for ``image_size``: small stem at 64 px or less."""
+        name = name.removeprefix("timm:")
+        return cls(name=name, image_size=image_size, small_stem=image_size <= SMALL_IMAGE_MAX)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def apply_small_image_stem(model) -> list[str]:
+    """Remove early downsampling in place: first strided conv gets stride 1, max-pool goes.
+
+    Returns:
+        A list of what was changed, for the model card and the log.
+    """
+    changes = []
+    if isinstance(getattr(model, "maxpool", None), torch.nn.MaxPool2d):
+        model.maxpool = torch.nn.Identity()
+        changes.append("maxpool removed")
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d) and module.stride != (1, 1):
+            module.stride = (1, 1)
+            changes.append(f"{name} stride 1")
+            break
+    return changes
+
+
+def _build_raw(name: str):
+    if name in BACKBONES:
+        return BACKBONES.get(name)()
+    import timm
+
+    if not timm.is_model(name):
+        raise unknown_choice("backbone", name, list_backbones(name))
+    return timm.create_model(name, pretrained=False, num_classes=0)
+
+
+def list_backbones(near: str | None = None) -> list[str]:
+    """edgessl's backbones and timm's model names (those close to ``near`` when given)."""
+    import difflib
+
+    import timm
+
+    names = BACKBONES.names()
+    timm_names = timm.list_models()
+    if near is None:
+        return names + timm_names
+    return names + difflib.get_close_matches(near, timm_names, n=8, cutoff=0.6)
+
+
+def create_backbone(spec: BackboneSpec):
+    """Build the backbone described by ``spec`` with freshly initialised weights.
+
+    Returns:
+        A ``Backbone`` module mapping images [N, 3, H, W] to features [N, D].
+    """
+    model = _build_raw(spec.name)
+    if spec.small_stem:
+        apply_small_image_stem(model)
+    return Backbone(model, spec)
+
+
+class Backbone(torch.nn.Module):
+    """A feature extractor: images [N, 3, H, W] -> pooled features [N, num_features]."""
+
+    def __init__(self, model: torch.nn.Module, spec: BackboneSpec) -> None:
+        super().__init__()
+        self.model = model
+        self.spec = spec
+        self.num_features = int(model.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.model(x)
+        if features.ndim > 2:  # models without global pooling
+            features = features.flatten(2).mean(-1)
+        return features

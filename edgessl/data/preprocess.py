@@ -1,0 +1,49 @@
+"""Inference preprocessing in numpy and Pillow only, shared by every runtime.
+
+PyTorch, ONNX Runtime and OpenVINO models all see exactly the same input, so accuracy and
+parity comparisons between them measure the model, not the preprocessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edgessl.data.images import open_rgb
+
+
+def resize_center_crop(img, size: int):
+    """Resize the shorter side to ``size`` (bilinear) and crop the centre ``size`` x ``size``."""
+    from PIL import Image
+
+    w, h = img.size
+    if (w, h) != (size, size):
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        img = img.resize((nw, nh), Image.Resampling.BILINEAR)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    return img
+
+
+def to_chw(img, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """An RGB image (already at its final size) -> float32 array [3, H, W], normalised."""
+    x = np.asarray(img, dtype=np.float32) / 255.0
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def preprocess(image, image_size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """A path or PIL image -> float32 [3, image_size, image_size] normalised with mean/std."""
+    if isinstance(image, (str, Path)):
+        image = open_rgb(image)
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    return to_chw(resize_center_crop(image, image_size), mean, std)
+
+
+def preprocess_batch(images, image_size: int, mean, std) -> np.ndarray:
+    """Many paths or PIL images -> float32 [N, 3, image_size, image_size]."""
+    return np.stack([preprocess(i, image_size, mean, std) for i in images])
