@@ -1,0 +1,5 @@
+"""``python -m edgessl`` runs the CLI."""
+
+from edgessl.cli import main
+
+main()

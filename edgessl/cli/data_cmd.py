@@ -1,0 +1,28 @@
+"""``edgessl data``: built-in datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgessl.cli.app import app, echo, user_errors
+
+data_app = typer.Typer(help="Write a built-in dataset to a folder.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("digits")
+def digits(
+    out_dir: Path = typer.Argument(..., help="Folder to write train/ and val/ ImageFolders to."),
+    image_size: int = typer.Option(32, help="Side of the written PNGs in pixels."),
+    val_fraction: float = typer.Option(0.2, help="Share of each class in val/."),
+    seed: int = typer.Option(0, help="Seed of the stratified split."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty OUT_DIR."),
+) -> None:
+    """scikit-learn's 1,797 real handwritten digits as 32x32 RGB PNGs, split train/val."""
+    from edgessl.data.digits import write_digits
+
+    with user_errors():
+        path = write_digits(out_dir, image_size, val_fraction, seed, force)
+    echo(f"wrote the digits dataset to {path} (train/ and val/, 10 classes)")

@@ -1,0 +1,31 @@
+"""``edgessl quickstart``: the whole pipeline on the built-in digits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgessl.cli.app import app, echo, user_errors
+
+
+@app.command("quickstart")
+def quickstart_command(
+    workdir: Path = typer.Option(Path("."), help="Where models/ and export/ are written."),
+    epochs: int = typer.Option(30, help="SSL pretraining epochs."),
+    iterations: int = typer.Option(100, help="Timed runs per model in the benchmark."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier quickstart's outputs."),
+) -> None:
+    """Digits -> SimCLR -> few-label classifiers -> ONNX/OpenVINO FP32/INT8 -> benchmark."""
+    from edgessl.benchmark.report import render_table
+    from edgessl.quickstart import QuickstartConfig, format_accuracy_table, run_quickstart
+
+    with user_errors():
+        result = run_quickstart(QuickstartConfig(
+            workdir=str(workdir), pretrain_epochs=epochs, iterations=iterations, force=force))
+    val = result.benchmark_results[0].val_images
+    echo(f"\nTop-1 on the digits val split ({val} images) by labels per class:\n")
+    echo(format_accuracy_table(result.accuracy_rows))
+    echo("\nBenchmark (host CPU, batch 1):\n")
+    echo(render_table(result.benchmark_results))
+    echo(f"\nsummary: {result.summary_path}")

@@ -1,0 +1,203 @@
+"""What this host offers: CPU model and ISA flags, OpenVINO devices, ORT providers, CUDA GPUs.
+
+Every probe reports what the runtime itself says, and a runtime that is not installed or fails
+to start is reported as absent (with the reason), never guessed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
+
+# ISA extensions that decide which kernels ONNX Runtime / OpenVINO pick: AVX2 and AVX-512 for
+# fp32, VNNI and AMX for fast int8 (and bf16), asimd/asimddp/sve/i8mm on Arm.
+KNOWN_FLAGS = (
+    "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
+    "amx_bf16", "asimd", "asimddp", "sve", "i8mm",
+)
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The host CPU.
+
+    Attributes:
+        model: marketing name ("Intel(R) Xeon(R) ..."), or platform.processor() as fallback.
+        flags: the ISA extensions from KNOWN_FLAGS that the CPU reports, in KNOWN_FLAGS order.
+        logical_cores: logical CPUs usable by this process.
+    """
+
+    model: str
+    flags: tuple[str, ...]
+    logical_cores: int
+
+    @property
+    def has_fast_int8(self) -> bool:
+        """True when the CPU has int8 dot-product instructions (VNNI, AMX or Arm dotprod)."""
+        return any(f in self.flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
+
+
+@dataclass(frozen=True)
+class OpenVinoDevice:
+    """One OpenVINO device: its short name ("CPU", "GPU.0", "NPU") and FULL_DEVICE_NAME."""
+
+    name: str
+    full_name: str
+
+
+@dataclass(frozen=True)
+class CudaDevice:
+    """One CUDA GPU as PyTorch sees it."""
+
+    index: int
+    name: str
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """Everything ``edgessl devices`` reports.
+
+    Attributes:
+        cpu: the host CPU.
+        openvino_devices: devices OpenVINO can compile for (empty if OpenVINO is unavailable).
+        onnxruntime_providers: ONNX Runtime's available execution providers, in its order.
+        cuda_devices: CUDA GPUs PyTorch can use (empty when none).
+        versions: installed versions of python, edgessl, numpy, torch, onnxruntime, openvino.
+        problems: runtime name -> why probing it failed (only for failed probes).
+    """
+
+    cpu: CpuInfo
+    openvino_devices: tuple[OpenVinoDevice, ...]
+    onnxruntime_providers: tuple[str, ...]
+    cuda_devices: tuple[CudaDevice, ...]
+    versions: dict[str, str] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_cpuinfo(text: str) -> tuple[str, tuple[str, ...]]:
+    """The CPU model name and the KNOWN_FLAGS present, from /proc/cpuinfo text.
+
+    x86 lists ISA extensions under "flags", Arm under "Features"; the first processor
+    block is enough since all cores of a host share an ISA.
+    """
+    model, reported = "", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not reported:
+            reported = set(value.split())
+    return model, tuple(f for f in KNOWN_FLAGS if f in reported)
+
+
+def cpu_info() -> CpuInfo:
+    """Detect the host CPU (from /proc/cpuinfo on Linux, platform.processor() elsewhere)."""
+    model, flags = "", ()
+    try:
+        model, flags = parse_cpuinfo(CPUINFO.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return CpuInfo(model=model, flags=flags, logical_cores=cores)
+
+
+def openvino_devices() -> tuple[OpenVinoDevice, ...]:
+    """OpenVINO's available devices with their FULL_DEVICE_NAME."""
+    import openvino
+
+    core = openvino.Core()
+    found = []
+    for name in core.available_devices:
+        try:
+            full = str(core.get_property(name, "FULL_DEVICE_NAME"))
+        except Exception:  # noqa: BLE001 - a plugin without the property still counts
+            full = name
+        found.append(OpenVinoDevice(name=name, full_name=full))
+    return tuple(found)
+
+
+def onnxruntime_providers() -> tuple[str, ...]:
+    """ONNX Runtime's available execution providers, in its preference order."""
+    import onnxruntime
+
+    return tuple(onnxruntime.get_available_providers())
+
+
+def cuda_devices() -> tuple[CudaDevice, ...]:
+    """CUDA GPUs that PyTorch can use (empty when CUDA is unavailable)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ()
+    return tuple(CudaDevice(i, torch.cuda.get_device_name(i))
+                 for i in range(torch.cuda.device_count()))
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions: from the module if imported already, else package metadata.
+
+    Imports nothing heavy.
+    """
+    from importlib import metadata
+
+    from edgessl import __version__
+
+    versions = {"python": platform.python_version(), "edgessl": __version__}
+    candidates = {
+        "numpy": ("numpy",),
+        "torch": ("torch",),
+        "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
+        "openvino": ("openvino",),
+    }
+    for name, dists in candidates.items():
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "__version__"):
+            # the imported module knows its build ("2.4.1+cu121"); metadata may not
+            versions[name] = str(module.__version__)
+            continue
+        versions[name] = "not installed"
+        for dist in dists:
+            try:
+                versions[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return versions
+
+
+def _probe(problems: dict[str, str], name: str, fn, empty=()):
+    try:
+        return fn()
+    except ImportError as exc:
+        problems[name] = f"not installed ({exc.name or exc})"
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
+        problems[name] = f"{type(exc).__name__}: {exc}"
+    return empty
+
+
+@functools.lru_cache(maxsize=1)
+def detect_host() -> HostInfo:
+    """Probe this host once per process (devices do not change while edgessl runs)."""
+    problems: dict[str, str] = {}
+    return HostInfo(
+        cpu=cpu_info(),
+        openvino_devices=_probe(problems, "openvino", openvino_devices),
+        onnxruntime_providers=_probe(problems, "onnxruntime", onnxruntime_providers),
+        cuda_devices=_probe(problems, "torch", cuda_devices),
+        versions=package_versions(),
+        problems=problems,
+    )

@@ -1,0 +1,203 @@
+"""``edgessl finetune``: a classifier from a backbone and a few labels per class."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgessl.checkpoint import METRICS_FILE, ModelCard
+from edgessl.data.labeled import LabeledData, fingerprint, labels_per_class, load_labeled
+from edgessl.data.tensors import ImageDataset
+from edgessl.errors import ConfigError, OutputExistsError
+from edgessl.finetune.evaluate import classification_metrics, predict_logits
+from edgessl.finetune.source import resolve_backbone
+from edgessl.models import Classifier, save_model
+from edgessl.training import cosine_with_warmup, param_groups, progress_bar, seed_everything
+
+log = logging.getLogger("edgessl")
+
+MODES = ("linear", "full")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of one fine-tune (flags of ``edgessl finetune``).
+
+    Attributes:
+        data: labeled root (train/ + val/, or one ImageFolder split here); None = digits.
+        backbone: checkpoint folder, ``scratch``/``scratch:NAME``, or a timm name (hub weights).
+        arch: architecture for plain ``scratch``.
+        mode: "linear" (frozen backbone, linear probe) or "full"; None = linear for a
+            pretrained backbone, full for scratch.
+        labels_per_class: K labels of each class (stratified, seeded); None = all.
+        image_size: pixels; None = the checkpoint's (32 for scratch).
+        epochs, batch_size, lr, weight_decay: AdamW with cosine decay; None = mode default.
+        hflip: flip probability during full fine-tuning (0 for digits, text, ...).
+        seed: seeds the label subset, the split and training.
+        val_fraction: share of each class held out when ``data`` has no val/ folder.
+        out, force: checkpoint folder (None = ``models/<name>``) and overwrite permission.
+    """
+
+    data: str | None = None
+    backbone: str = "scratch"
+    arch: str = "resnet_tiny"
+    mode: str | None = None
+    labels_per_class: int | None = None
+    image_size: int | None = None
+    epochs: int | None = None
+    batch_size: int = 64
+    lr: float | None = None
+    weight_decay: float = 1e-4
+    hflip: float = 0.5
+    seed: int = 0
+    val_fraction: float = 0.2
+    out: str | None = None
+    force: bool = False
+
+
+MODE_DEFAULTS = {"linear": {"epochs": 100, "lr": 0.01}, "full": {"epochs": 50, "lr": 2e-3}}
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """The checkpoint folder and its validation metrics (see ``classification_metrics``)."""
+
+    path: Path
+    metrics: dict
+    seconds: float
+
+
+def _features(backbone, dataset: ImageDataset, normalize) -> torch.Tensor:
+    backbone.eval()
+    with torch.inference_mode():
+        return torch.cat([backbone(normalize(dataset._cache[i:i + 256]
+                                             if dataset._cache is not None else
+                                             torch.stack([dataset.image(j) for j in
+                                                          range(i, min(i + 256, len(dataset)))])))
+                          for i in range(0, len(dataset), 256)])
+
+
+def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr):
+    """Fit the head on frozen features; feature standardisation is folded into the head."""
+    feats = _features(model.backbone, dataset, normalize)
+    labels = torch.tensor(dataset.labels)
+    mu, sigma = feats.mean(0), feats.std(0, unbiased=False) + 1e-6
+    z = (feats - mu) / sigma
+    head = torch.nn.Linear(z.shape[1], model.head.out_features)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, -(-len(z) // cfg.batch_size))
+    sched = cosine_with_warmup(opt, epochs * steps_per_epoch, 0)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(z), generator=gen)
+        for i in range(0, len(z), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            loss = torch.nn.functional.cross_entropy(head(z[idx]), labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    with torch.no_grad():  # W((x - mu) / sigma) + b == (W / sigma) x + (b - W mu / sigma)
+        model.head.weight.copy_(head.weight / sigma)
+        model.head.bias.copy_(head.bias - (head.weight / sigma) @ mu)
+    return float(loss)
+
+
+def train_full(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr):
+    """Train backbone and head end to end with light augmentation."""
+    from torchvision.transforms import v2
+
+    size = dataset.image_size
+    augment = v2.Compose([v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True),
+                          v2.RandomHorizontalFlip(cfg.hflip)])
+    dataset.transform = lambda x: normalize(augment(x))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=min(cfg.batch_size, len(dataset)),
+                                         shuffle=True, drop_last=False,
+                                         generator=torch.Generator().manual_seed(cfg.seed))
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr)
+    sched = cosine_with_warmup(opt, epochs * len(loader), min(len(loader), 10))
+    model.train()
+    with progress_bar(epochs * len(loader), "finetune full") as bar:
+        for _ in range(epochs):
+            for x, y in loader:
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.update(1)
+    model.eval()
+    return float(loss)
+
+
+def _check(cfg: FinetuneConfig, mode: str) -> None:
+    if mode not in MODES:
+        from edgessl.errors import unknown_choice
+
+        raise unknown_choice("mode", mode, MODES)
+    if cfg.epochs is not None and cfg.epochs < 1:
+        raise ConfigError(f"--epochs must be ≥ 1, got {cfg.epochs}")
+    if not 0 < cfg.val_fraction < 1:
+        raise ConfigError(f"val fraction must be between 0 and 1, got {cfg.val_fraction}")
+
+
+def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneResult:
+    """Train a classifier as ``cfg`` says, evaluate it on the val split and save it.
+
+    Args:
+        cfg: the settings.
+        data: an already loaded dataset (saves re-reading it when fine-tuning many times).
+    """
+    from edgessl.data.digits import default_digits_dir
+
+    start = time.perf_counter()
+    source = resolve_backbone(cfg.backbone, cfg.image_size, cfg.arch)
+    mode = cfg.mode or ("full" if source.method == "scratch" else "linear")
+    _check(cfg, mode)
+    name = cfg.out or Path("models") / (
+        f"{source.method}-{mode}-k{cfg.labels_per_class or 'all'}")
+    out = Path(name)
+    if out.exists() and not cfg.force:
+        raise OutputExistsError(f"'{out}' exists; pass --force to overwrite it or choose --out")
+    if data is None:
+        root = cfg.data if cfg.data is not None else default_digits_dir()
+        data = load_labeled(root, cfg.val_fraction, cfg.seed)
+    train = labels_per_class(data.train, cfg.labels_per_class, cfg.seed, data.classes)
+    seed_everything(cfg.seed)
+    size = source.backbone.spec.image_size
+    from edgessl.data.tensors import normalize_fn
+
+    normalize = normalize_fn(source.mean, source.std)
+    dataset = ImageDataset([p for p, _ in train], size, labels=[y for _, y in train])
+    model = Classifier(source.backbone, len(data.classes))
+    epochs = cfg.epochs or MODE_DEFAULTS[mode]["epochs"]
+    lr = cfg.lr or MODE_DEFAULTS[mode]["lr"]
+    log.info("fine-tuning (%s) %s backbone on %d labeled images (%s per class), %d epochs",
+             mode, source.method, len(train), cfg.labels_per_class or "all", epochs)
+    trainer = train_linear_probe if mode == "linear" else train_full
+    final_loss = trainer(model, dataset, normalize, cfg, epochs, lr)
+    val_paths = [p for p, _ in data.val]
+    logits = predict_logits(model, val_paths, size, source.mean, source.std)
+    metrics = classification_metrics(logits.argmax(1), np.array([y for _, y in data.val]),
+                                     data.classes)
+    card = ModelCard(
+        kind="classifier", backbone=source.backbone.spec.to_dict(), method=source.method,
+        mean=source.mean, std=source.std, labels=data.classes, source=source.source,
+        training={"mode": mode, "labels_per_class": cfg.labels_per_class, "epochs": epochs,
+                  "lr": lr, "final_loss": final_loss, "train_images": len(train),
+                  "seed": cfg.seed, "val_top1": metrics["top1"]},
+        data={"path": str(Path(data.root).resolve()), "val_fraction": cfg.val_fraction,
+              "seed": cfg.seed, "split_by": data.split_by, "train": len(data.train),
+              "val": len(data.val), "fingerprint": fingerprint([p for p, _ in data.train])},
+    )
+    save_model(model, card, out, force=cfg.force, extra_json={METRICS_FILE: metrics})
+    seconds = time.perf_counter() - start
+    log.info("saved %s: val top-1 %.1f%% (%d images)", out, 100 * metrics["top1"],
+             metrics["samples"])
+    return FinetuneResult(out, metrics, seconds)

@@ -1,0 +1,91 @@
+"""SimCLR: contrastive learning of visual representations with the NT-Xent loss.
+
+Chen, Kornblith, Norouzi, Hinton. "A Simple Framework for Contrastive Learning of Visual
+Representations", ICML 2020, https://arxiv.org/abs/2002.05709.
+
+Two augmented views of each image pass through backbone and an MLP projection head; the
+normalised-temperature cross-entropy pulls the two views of an image together and pushes the
+other 2N-2 embeddings in the batch away. Only the backbone is kept after pretraining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgessl.ssl.augment import AugmentConfig
+
+
+@dataclass(frozen=True)
+class SimCLRConfig:
+    """SimCLR's own settings.
+
+    Attributes:
+        temperature: tau of the NT-Xent loss.
+        proj_hidden: hidden width of the projection head (0 = backbone width).
+        proj_dim: output width of the projection head.
+    """
+
+    temperature: float = 0.2
+    proj_hidden: int = 0
+    proj_dim: int = 128
+
+
+class NTXentLoss(nn.Module):
+    """Normalised-temperature cross-entropy over 2N embeddings of N positive pairs.
+
+    For z = normalise([z1; z2]) and s_ij = z_i . z_j / tau, the loss of row i is
+    -log(exp(s_i,p(i)) / sum_{k != i} exp(s_ik)), with p(i) the other view of i's image,
+    averaged over all 2N rows.
+    """
+
+    def __init__(self, temperature: float = 0.2) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        n = z1.shape[0]
+        z = F.normalize(torch.cat([z1, z2]), dim=1)
+        logits = z @ z.t() / self.temperature
+        logits.fill_diagonal_(float("-inf"))
+        targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+        return F.cross_entropy(logits, targets)
+
+
+def projection_head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    """SimCLR's 2-layer MLP projector with batch norm."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden, bias=False),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, out_dim),
+    )
+
+
+class SimCLR(nn.Module):
+    """Backbone + projection head, trained with NT-Xent on two views."""
+
+    name = "simclr"
+    Config = SimCLRConfig
+    augment = AugmentConfig()
+    num_views = 2
+
+    def __init__(self, backbone: nn.Module, config: SimCLRConfig = SimCLRConfig()) -> None:
+        super().__init__()
+        self.backbone = backbone
+        hidden = config.proj_hidden or backbone.num_features
+        self.projector = projection_head(backbone.num_features, hidden, config.proj_dim)
+        self.loss_fn = NTXentLoss(config.temperature)
+
+    def training_step(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss for one batch of two views [N, 3, H, W] each; also returns the embeddings."""
+        x = torch.cat(views)
+        h = self.backbone(x)
+        z1, z2 = self.projector(h).chunk(2)
+        return self.loss_fn(z1, z2), h.detach()
+
+    def after_step(self, progress: float) -> None:
+        """Hook for momentum/teacher updates (SimCLR has none); progress in [0, 1]."""

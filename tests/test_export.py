@@ -1,0 +1,180 @@
+"""Export contract: every registered format x precision exports, loads, and matches PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgessl.checkpoint import ModelCard
+from edgessl.errors import CheckpointError, ConfigError, OutputExistsError
+from edgessl.export.api import REPORT_FILE, ExportConfig, export_model
+from edgessl.export.formats import FORMATS
+from edgessl.io import file_sha256
+from edgessl.models import load_model, save_model
+from edgessl.runtimes.registry import RUNTIMES, load_any, runtime_name_for
+
+CALIB = 32  # small calibration sample keeps int8 tests fast
+
+CASES = [(name, precision) for name, fmt in FORMATS.items() for precision in fmt.precisions]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"{f}-{p}" for f, p in CASES])
+def exported(request, tiny_classifier, tmp_path_factory):
+    """(format, precision, ExportResult) for each registered format and precision."""
+    name, precision = request.param
+    out = tmp_path_factory.mktemp("export") / f"{name}-{precision}"
+    config = ExportConfig(format=name, precision=precision, calib_size=CALIB, out=str(out))
+    return name, precision, export_model(tiny_classifier, config)
+
+
+def test_artifact_folder_and_report(exported):
+    name, precision, result = exported
+    fmt = FORMATS.get(name)
+    assert result.path.is_file() and result.path.suffix == fmt.suffix
+    assert result.path.name == f"model{fmt.suffix}"
+    if name == "openvino":
+        assert result.path.with_suffix(".bin").is_file()
+    on_disk = json.loads((result.path.parent / REPORT_FILE).read_text())
+    assert on_disk["format"] == name and on_disk["precision"] == precision
+    assert on_disk["path"] == str(result.path)
+    assert on_disk["max_abs_diff"] == pytest.approx(result.report["max_abs_diff"])
+    assert on_disk["val_images"] > 0 and on_disk["size_mib"] > 0
+    assert not [p for p in result.path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_loads_in_its_runtime_with_metadata(exported, tiny_classifier):
+    name, precision, result = exported
+    assert runtime_name_for(result.path) == FORMATS.get(name).runtime
+    loaded = load_any(result.path)
+    _, card = load_model(tiny_classifier)
+    meta = loaded.meta
+    assert meta.labels == card.labels and meta.image_size == card.image_size
+    assert meta.mean == pytest.approx(card.mean) and meta.std == pytest.approx(card.std)
+    assert (meta.format, meta.precision) == (name, precision)
+    assert meta.source_sha256 == file_sha256(tiny_classifier / "model.safetensors")
+    assert meta.extra["backbone"] == "resnet_micro" and meta.extra["scheme"]
+    assert loaded.execution.runtime == FORMATS.get(name).runtime
+    assert loaded.execution.device == "CPU" and loaded.load_seconds >= 0
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_matches_pytorch_with_dynamic_batch(exported, tiny_classifier, batch):
+    name, precision, result = exported
+    model, card = load_model(tiny_classifier)
+    x = np.random.default_rng(0).standard_normal((batch, 3, card.image_size, card.image_size),
+                                                  dtype=np.float32)
+    got = load_any(result.path).run(x)
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert got.shape == ref.shape == (batch, len(card.labels)) and got.dtype == np.float32
+    if precision == "fp32":
+        assert np.abs(got - ref).max() <= 1e-4
+        assert result.report["max_abs_diff"] <= 1e-4
+        assert result.report["top1_agreement"] == 1.0
+    else:
+        cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+        assert cos.min() > 0.98
+        assert result.report["top1_agreement"] >= 0.9
+        assert result.report["cosine"] > 0.99
+
+
+def test_onnx_checker_passes(exported):
+    name, precision, result = exported
+    if name != "onnx":
+        pytest.skip("ONNX checker applies to .onnx artifacts")
+    import onnx
+
+    onnx.checker.check_model(str(result.path), full_check=True)
+    model = onnx.load(str(result.path))
+    assert model.opset_import[0].version >= 17
+    dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim0.dim_param and not dim0.dim_value  # symbolic (dynamic) batch
+    if precision == "int8":
+        assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+
+
+def test_unknown_format_suggests(tiny_classifier, tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown export format 'onxx'.*Did you mean 'onnx'"):
+        export_model(tiny_classifier, ExportConfig(format="onxx", out=str(tmp_path / "o")))
+
+
+def test_unknown_precision_lists_choices(tiny_classifier, tmp_path):
+    with pytest.raises(ConfigError, match=r"precision 'int4'.*Choose from: fp32, int8"):
+        export_model(tiny_classifier, ExportConfig(precision="int4", out=str(tmp_path / "o")))
+
+
+def test_bad_calib_size(tiny_classifier, tmp_path):
+    with pytest.raises(ConfigError, match="calib-size"):
+        export_model(tiny_classifier, ExportConfig(precision="int8", calib_size=0,
+                                                   out=str(tmp_path / "o")))
+
+
+def test_existing_output_needs_force(tiny_classifier, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "old.txt").write_text("x")
+    with pytest.raises(OutputExistsError, match="--force"):
+        export_model(tiny_classifier, ExportConfig(out=str(out)))
+    assert (out / "old.txt").is_file()
+    result = export_model(tiny_classifier, ExportConfig(out=str(out), force=True))
+    assert result.path == out / "model.onnx" and not (out / "old.txt").exists()
+
+
+def test_backbone_checkpoint_is_refused(tiny_classifier, tmp_path):
+    model, card = load_model(tiny_classifier)
+    backbone_card = ModelCard(kind="backbone", backbone=card.backbone, method="simclr",
+                              data=card.data)
+    path = save_model(model.backbone, backbone_card, tmp_path / "bb")
+    with pytest.raises(CheckpointError, match="edgessl finetune"):
+        export_model(path, ExportConfig(out=str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="not an edgessl checkpoint|does not exist"):
+        export_model(tmp_path, ExportConfig(out=str(tmp_path / "o")))
+
+
+def test_formats_name_existing_runtimes():
+    for name, fmt in FORMATS.items():
+        assert fmt.name == name and fmt.suffix.startswith(".")
+        assert fmt.runtime in RUNTIMES and "fp32" in fmt.precisions
+
+
+def test_cli_export_default_out(tiny_classifier, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from edgessl.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(tiny_classifier)])
+    assert result.exit_code == 0, result.output
+    assert "top-1" in result.output and "max |diff|" in result.output
+    assert (tmp_path / "export" / "tiny-onnx-fp32" / "model.onnx").is_file()
+    again = runner.invoke(app, ["export", str(tiny_classifier)])
+    assert again.exit_code == 2 and "--force" in again.output
+    typo = runner.invoke(app, ["export", str(tiny_classifier), "--format", "openvnio"])
+    assert typo.exit_code == 2 and "Did you mean 'openvino'" in typo.output
+
+
+def test_calibration_sample_is_seeded_and_from_train(tiny_classifier, digits_dir):
+    from edgessl.data.labeled import load_labeled
+    from edgessl.errors import DataError
+    from edgessl.export.calibration import calibration_set
+
+    _, card = load_model(tiny_classifier)
+    first = calibration_set(card, None, 32)
+    assert len(first) == 32 and first.paths == calibration_set(card, None, 32).paths
+    val = {p for p, _ in load_labeled(digits_dir, 0.2, 0).val}
+    assert not val & set(first.paths)
+    batches = list(first.batches(10))
+    assert [b.shape[0] for b in batches] == [10, 10, 10, 2]
+    assert batches[0].shape[1:] == (3, 16, 16) and batches[0].dtype == np.float32
+    folder = calibration_set(card, digits_dir / "val" / "3", 10_000)
+    assert len(folder) == len(list((digits_dir / "val" / "3").glob("*.png")))
+    with pytest.raises(DataError):
+        calibration_set(card, digits_dir / "missing", 8)

@@ -1,0 +1,97 @@
+"""Fine-tune stage: linear probe and full fine-tune, metrics, baseline, backbone sources."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgessl.checkpoint import METRICS_FILE
+from edgessl.data.labeled import load_labeled
+from edgessl.errors import CheckpointError, ConfigError, DataError
+from edgessl.finetune.baseline import pixel_logistic_regression
+from edgessl.finetune.evaluate import classification_metrics, predict_logits
+from edgessl.finetune.source import resolve_backbone
+from edgessl.finetune.train import FinetuneConfig, finetune
+from edgessl.models import load_model
+
+
+def test_metrics_by_hand():
+    m = classification_metrics(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), ("a", "b", "c"))
+    assert m["top1"] == 0.75
+    assert m["per_class_accuracy"] == {"a": 1.0, "b": 1.0, "c": 0.5}
+    assert m["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+
+
+@pytest.mark.parametrize("mode", ["linear", "full"])
+def test_finetune_trains_and_evaluates(mode, digits_dir, tmp_path):
+    out = tmp_path / mode
+    result = finetune(FinetuneConfig(
+        data=str(digits_dir), backbone="scratch:resnet_micro", image_size=16, mode=mode,
+        labels_per_class=10, epochs=30 if mode == "full" else 100, hflip=0.0, out=str(out)))
+    saved = json.loads((out / METRICS_FILE).read_text())
+    assert saved["top1"] == result.metrics["top1"]
+    assert np.array(saved["confusion_matrix"]).sum() == 359
+    assert result.metrics["top1"] > 0.3  # far above chance (0.1) after training
+    model, card = load_model(out)
+    assert card.kind == "classifier" and card.training["train_images"] == 100
+    assert card.training["mode"] == mode
+    data = load_labeled(digits_dir)
+    logits = predict_logits(model, [p for p, _ in data.val], 16, card.mean, card.std)
+    top1 = float((logits.argmax(1) == np.array([y for _, y in data.val])).mean())
+    assert top1 == pytest.approx(result.metrics["top1"])
+
+
+def test_linear_probe_keeps_backbone_frozen(digits_dir, tmp_path):
+    torch.manual_seed(0)
+    finetune(FinetuneConfig(data=str(digits_dir), backbone="scratch:resnet_micro",
+                            image_size=16, mode="full", epochs=1, labels_per_class=2,
+                            out=str(tmp_path / "base")))
+    base, _ = load_model(tmp_path / "base")
+    finetune(FinetuneConfig(data=str(digits_dir), backbone=str(tmp_path / "base"),
+                            labels_per_class=5, out=str(tmp_path / "probe")))
+    probe, card = load_model(tmp_path / "probe")
+    assert card.training["mode"] == "linear"
+    for (name, a), b in zip(base.backbone.state_dict().items(),
+                            probe.backbone.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_pixel_baseline_is_real(digits_dir):
+    data = load_labeled(digits_dir)
+    assert pixel_logistic_regression(data, 10, 0, 16) > 0.8
+    assert pixel_logistic_regression(data, 1, 0, 16) < pixel_logistic_regression(data, None, 0, 16)
+
+
+@pytest.mark.parametrize(
+    "backbone, error, message",
+    [
+        ("resnet19", ConfigError, "Did you mean"),
+        ("/no/such/checkpoint", CheckpointError, "not an edgessl checkpoint"),
+    ],
+)
+def test_bad_backbones(backbone, error, message):
+    with pytest.raises(error, match=message):
+        resolve_backbone(backbone, 16, "resnet_micro")
+
+
+def test_timm_weights_offline_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(CheckpointError, match="scratch:resnet18"):
+        resolve_backbone("timm:resnet18", 32, "resnet_micro")
+
+
+def test_k_larger_than_class(digits_dir, tmp_path):
+    with pytest.raises(DataError, match="larger than class"):
+        finetune(FinetuneConfig(data=str(digits_dir), backbone="scratch:resnet_micro",
+                                image_size=16, labels_per_class=500, out=str(tmp_path / "x")))
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_mode(digits_dir, tmp_path):
+    with pytest.raises(ConfigError, match="Did you mean 'linear'"):
+        finetune(FinetuneConfig(data=str(digits_dir), backbone="scratch:resnet_micro",
+                                image_size=16, mode="linaer", out=str(tmp_path / "x")))
