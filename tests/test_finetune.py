@@ -55,7 +55,7 @@ def test_linear_probe_keeps_backbone_frozen(digits_dir, tmp_path):
     probe, card = load_model(tmp_path / "probe")
     assert card.training["mode"] == "linear"
     for (name, a), b in zip(base.backbone.state_dict().items(),
-                            probe.backbone.state_dict().values()):
+                            probe.backbone.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
 

@@ -57,13 +57,15 @@ def _read_image_folder(folder: Path, classes: list[str] | None = None) -> tuple[
         files += found
         labels += [index] * len(found)
     good = set(usable_images(files, folder))
-    samples = [(f, y) for f, y in zip(files, labels) if f in good]
+    samples = [(f, y) for f, y in zip(files, labels, strict=True) if f in good]
     present = {y for _, y in samples}
     empty = [names[i] for i in range(len(names)) if i not in present]
     if empty:
-        raise DataError(f"class folder '{folder / empty[0]}' holds no usable image; add images or remove it")
+        raise DataError(f"class folder '{folder / empty[0]}' holds no usable image; "
+                        "add images or remove the folder")
     if len(names) < 2:
-        raise DataError(f"'{folder}' has only one class ('{names[0]}'); a classifier needs two or more")
+        raise DataError(f"'{folder}' has only one class ('{names[0]}'); "
+                        "a classifier needs two or more class subfolders")
     return names, samples
 
 
@@ -101,7 +103,7 @@ def load_labeled(root: str | Path, val_fraction: float = 0.2, seed: int = 0) -> 
     return LabeledData(root, tuple(classes), tuple(train), tuple(val), "seeded split")
 
 
-def labels_per_class(samples: tuple[Sample, ...], k: int | None, seed: int, classes) -> list[Sample]:
+def labels_per_class(samples, k: int | None, seed: int, classes) -> list[Sample]:
     """A stratified, seeded subset with ``k`` samples of each class (all when ``k`` is None).
 
     Raises:

@@ -78,7 +78,8 @@ def unlabeled_root(data: str | Path) -> Path:
 def _check(config: PretrainConfig) -> None:
     for name in ("epochs", "batch_size", "image_size"):
         if getattr(config, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(config, name)}")
+            flag = name.replace("_", "-")
+            raise ConfigError(f"--{flag} must be ≥ 1, got {getattr(config, name)}")
     if config.lr <= 0:
         raise ConfigError(f"--lr must be > 0, got {config.lr}")
 
