@@ -31,6 +31,7 @@ class QuickstartConfig:
         export_k: the K whose SSL classifier is exported and benchmarked.
         pretrain_epochs, image_size, backbone: the SSL run.
         iterations: timed runs per model in the benchmark.
+        calib_size: calibration images for the INT8 exports.
         force: replace outputs of an earlier quickstart.
     """
 
@@ -42,6 +43,7 @@ class QuickstartConfig:
     pretrain_epochs: int = 30
     scratch_epochs: int = 50
     iterations: int = 100
+    calib_size: int = 300
     seed: int = 0
     force: bool = False
 
@@ -106,7 +108,7 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     for fmt in ("onnx", "openvino"):
         for precision in ("fp32", "int8"):
             result = export_model(chosen, ExportConfig(
-                format=fmt, precision=precision,
+                format=fmt, precision=precision, calib_size=cfg.calib_size,
                 out=str(exports / f"quickstart-{fmt}-{precision}"), force=cfg.force))
             artifacts.append(result.path)
             reports.append(result.report)

@@ -51,7 +51,7 @@ def test_linear_probe_keeps_backbone_frozen(digits_dir, tmp_path):
                             out=str(tmp_path / "base")))
     base, _ = load_model(tmp_path / "base")
     finetune(FinetuneConfig(data=str(digits_dir), backbone=str(tmp_path / "base"),
-                            labels_per_class=5, out=str(tmp_path / "probe")))
+                            mode="linear", labels_per_class=5, out=str(tmp_path / "probe")))
     probe, card = load_model(tmp_path / "probe")
     assert card.training["mode"] == "linear"
     for (name, a), b in zip(base.backbone.state_dict().items(),

@@ -110,7 +110,7 @@ def export_model(checkpoint: str | Path, config: ExportConfig = ExportConfig()) 
         std=tuple(card.std), format=fmt.name, precision=config.precision,
         source_sha256=file_sha256(checkpoint / WEIGHTS_FILE), edgessl_version=__version__,
         extra={"backbone": card.backbone.get("name"), "method": card.method,
-               "checkpoint": checkpoint.resolve().name},
+               "checkpoint": checkpoint.resolve().name, "data": dict(card.data)},
     )
     with atomic_dir(out, force=config.force) as tmp:
         calibration = None

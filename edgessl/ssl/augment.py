@@ -16,6 +16,8 @@ class AugmentConfig:
         jitter_p: probability of applying colour jitter.
         grayscale_p: probability of converting to grayscale.
         blur_p: probability of a Gaussian blur (kernel ~10% of the image side).
+        rotate: maximum rotation in degrees (random affine; 0 = off), for data such as
+            handwriting or aerial images where small rotations keep the meaning.
     """
 
     crop_scale: tuple[float, float] = (0.2, 1.0)
@@ -24,6 +26,7 @@ class AugmentConfig:
     jitter_p: float = 0.8
     grayscale_p: float = 0.2
     blur_p: float = 0.5
+    rotate: float = 0.0
 
 
 def view_transform(cfg: AugmentConfig, image_size: int, mean, std):
@@ -33,7 +36,9 @@ def view_transform(cfg: AugmentConfig, image_size: int, mean, std):
 
     s = cfg.jitter
     kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)
+    rotation = [v2.RandomAffine(degrees=cfg.rotate)] if cfg.rotate > 0 else []
     return v2.Compose([
+        *rotation,
         v2.RandomResizedCrop(image_size, scale=cfg.crop_scale, antialias=True),
         v2.RandomHorizontalFlip(cfg.hflip),
         v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=cfg.jitter_p),
