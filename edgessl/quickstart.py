@@ -50,7 +50,10 @@ class QuickstartConfig:
 
 @dataclass(frozen=True)
 class QuickstartResult:
+    """The accuracy rows (one per K), export reports, benchmark results and summary JSON."""
+
     accuracy_rows: list
+    export_reports: list
     benchmark_results: list
     summary_path: Path
 
@@ -126,7 +129,7 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     summary = write_json(work / "quickstart.json", {
         "accuracy": rows, "exports": reports,
         "benchmark": [asdict(b) for b in bench], "timings_s": timings})
-    return QuickstartResult(rows, bench, summary)
+    return QuickstartResult(rows, reports, bench, summary)
 
 
 def format_accuracy_table(rows: list[dict]) -> str:
@@ -137,4 +140,16 @@ def format_accuracy_table(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"{r['labels_per_class']:>12}  {100 * r['ssl_linear']:>11.1f}%  "
                      f"{100 * r['scratch_full']:>13.1f}%  {100 * r['pixel_logreg']:>14.1f}%")
+    return "\n".join(lines)
+
+
+def format_export_table(reports: list[dict]) -> str:
+    """Each export's parity with PyTorch: max |logit diff|, top-1 and its drop, size."""
+    head = f"{'artifact':<16}  {'max |diff|':>10}  {'top-1':>7}  {'PyTorch':>7}  " \
+           f"{'drop':>6}  {'MiB':>6}"
+    lines = [head, "-" * len(head)]
+    for r in reports:
+        lines.append(f"{r['format'] + ' ' + r['precision']:<16}  {r['max_abs_diff']:>10.2e}  "
+                     f"{100 * r['top1_artifact']:>6.1f}%  {100 * r['top1_pytorch']:>6.1f}%  "
+                     f"{r['top1_drop_points']:>6.2f}  {r['size_mib']:>6.2f}")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ from edgessl.errors import CheckpointError, ConfigError, DataError, DeviceUnavai
 from edgessl.models import load_model, save_model
 from edgessl.runtimes import torch_rt
 
-FAST = BenchmarkConfig(warmup=1, iterations=5)
+FAST = BenchmarkConfig(warmup=1, iterations=5, async_runs=0, end_to_end=False)
 
 
 # --- the PyTorch runtime -------------------------------------------------------------------
@@ -106,7 +106,9 @@ def test_label_mapping_by_name():
         label_mapping(["a", "b", "x"], ["a", "b", "c"], "m")
 
 
-@pytest.mark.parametrize("kwargs", [{"iterations": 0}, {"warmup": -1}, {"batch_size": 0}])
+@pytest.mark.parametrize("kwargs", [{"iterations": 0}, {"warmup": -1}, {"batch_size": 0},
+                                    {"time_budget_s": 0.0}, {"batch_sizes": (1, 0)},
+                                    {"async_runs": -1}])
 def test_benchmark_config_rejects_bad_values(kwargs):
     with pytest.raises(ConfigError):
         BenchmarkConfig(**kwargs)
@@ -121,7 +123,8 @@ def test_model_size_of_checkpoint_is_its_weights(tiny_classifier):
 
 @pytest.fixture(scope="module")
 def with_data(tiny_classifier, digits_dir):
-    config = BenchmarkConfig(warmup=1, iterations=5, batch_size=2, data=str(digits_dir))
+    config = BenchmarkConfig(warmup=1, iterations=5, batch_size=2, data=str(digits_dir),
+                             async_runs=4, async_requests=2)
     return config, benchmark_models([tiny_classifier], config)
 
 
@@ -136,6 +139,14 @@ def test_benchmark_result_fields(with_data, tiny_classifier):
     assert result.throughput_ips == pytest.approx(2 * 1000 / lat.mean_ms)
     assert result.size_mib == pytest.approx(model_size_mib(tiny_classifier))
     assert result.first_inference_ms > 0 and result.load_s > 0
+    assert result.executed_on == ("cpu",) and result.settings["threads"] >= 1
+    assert result.host == "local" and result.skipped is None
+    e2e = result.e2e_latency  # decoding and resizing images costs more than the tensor run
+    assert e2e is not None and e2e.p50_ms > 0 and e2e.mean_ms > lat.min_ms
+    assert result.async_throughput.requests == 2 and result.async_throughput.runs == 4
+    assert result.async_throughput.throughput_ips > 0
+    assert result.sweep == ()  # no profile, no --batch-sizes: no sweep
+    assert result.peak_rss_mib is None or result.peak_rss_mib > 10
 
 
 def test_benchmark_accuracy_matches_independent_computation(with_data, tiny_classifier,
@@ -174,11 +185,12 @@ def test_table_rendering(with_data):
     assert all(col in lines[0] for col in COLUMNS)
     assert set(lines[1]) == {"-", " "}
     row = lines[2]
-    assert row.startswith("tiny ") and "pytorch" in row and "cpu/torch CPU" in row
+    assert row.startswith("tiny ") and "pytorch" in row and "  cpu  " in row
     assert f"{100 * results[0].top1:.1f}" in row
     # numbers are right-aligned under their headers
     assert len(row) == len(lines[0])
-    assert "batch 2" in lines[-1] and "val images" in lines[-1]
+    assert "batch 2" in lines[3] and "val images" in lines[3] and "e2e" in lines[3]
+    assert "pytorch run from 2 threads" in lines[4]
 
 
 def test_benchmark_without_data_has_no_accuracy(tiny_classifier):
@@ -208,7 +220,8 @@ def test_benchmark_command(cli, tiny_classifier, tmp_path):
     runner, app = cli
     out = tmp_path / "b.json"
     result = runner.invoke(app, ["benchmark", str(tiny_classifier), "--iterations", "3",
-                                 "--warmup", "1", "--batch-size", "2", "--json", str(out)])
+                                 "--warmup", "1", "--batch-size", "2", "--async-runs", "2",
+                                 "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "pytorch" in result.stdout and "p99 ms" in result.stdout
     assert json.loads(out.read_text())["results"][0]["batch_size"] == 2

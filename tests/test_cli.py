@@ -68,7 +68,7 @@ def test_debug_shows_traceback(tmp_path):
 
 @pytest.mark.slow
 def test_pipeline_end_to_end(tmp_path, digits_dir):
-    pre = invoke("pretrain", digits_dir, "--backbone", "resnet_micro", "--image-size", "16",
+    pre = invoke("pretrain", digits_dir / "val", "--backbone", "resnet_micro", "--image-size", "16",
                  "--epochs", "1", "--batch-size", "128", "--hflip", "0",
                  "--out", tmp_path / "ssl")
     assert pre.exit_code == 0, pre.output

@@ -54,21 +54,21 @@ TINY_PRETRAIN = dict(backbone="resnet_micro", image_size=16, epochs=2, batch_siz
 @pytest.mark.parametrize("method", METHODS.names())
 def test_pretrain_writes_checkpoint_with_card(method, digits_dir, tmp_path):
     out = tmp_path / method
-    result = pretrain(PretrainConfig(data=str(digits_dir), method=method, out=str(out),
+    result = pretrain(PretrainConfig(data=str(digits_dir / "val"), method=method, out=str(out),
                                      **TINY_PRETRAIN))
     assert len(result.losses) == 2 and all(math.isfinite(v) for v in result.losses)
     model, card = load_model(out)
     assert card.kind == "backbone" and card.method == method
     assert card.backbone == {"name": "resnet_micro", "image_size": 16, "small_stem": True}
     assert card.training["final_loss"] == result.losses[-1]
-    assert card.data["images"] == 1438 and len(card.data["fingerprint"]) == 16
+    assert card.data["images"] == 359 and len(card.data["fingerprint"]) == 16
     assert model(torch.zeros(2, 3, 16, 16)).shape == (2, model.num_features)
     with pytest.raises(OutputExistsError):
         pretrain(PretrainConfig(data=str(digits_dir), out=str(out), **TINY_PRETRAIN))
 
 
 def test_pretrain_is_reproducible(digits_dir, tmp_path):
-    cfg = dict(data=str(digits_dir), **{**TINY_PRETRAIN, "epochs": 1})
+    cfg = dict(data=str(digits_dir / "val"), **{**TINY_PRETRAIN, "epochs": 1})
     a = pretrain(PretrainConfig(out=str(tmp_path / "a"), **cfg))
     b = pretrain(PretrainConfig(out=str(tmp_path / "b"), **cfg))
     assert a.losses == b.losses

@@ -1,26 +1,48 @@
-"""Benchmark models side by side: load time, latency percentiles, throughput, top-1 accuracy.
+"""Benchmark models side by side on one or more targets: load time, latency percentiles
+(inference-only and end-to-end), throughput (batch sweep and asynchronous), peak memory, size
+and top-1 accuracy.
 
-Any model ``load_any`` accepts works (checkpoint folder, .onnx, OpenVINO .xml), and every
-number says which runtime, device and provider actually produced it.
+Any model ``load_any`` accepts works (checkpoint folder, .onnx, OpenVINO .xml); a target is a
+device profile (``devices/*.toml``) or, without one, ``--device``. Every number says which
+runtime, device and provider actually produced it, and a target this host cannot run is an
+error (one target) or a skipped row saying why (several).
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from edgessl.errors import ConfigError, DataError
-
-EVAL_BATCH = 64
-DEFAULT_VAL_FRACTION = 0.2
-DEFAULT_SEED = 0
+from edgessl.benchmark.accuracy import (  # noqa: F401 - label_mapping is re-exported
+    SplitLoader,
+    input_batch,
+    label_mapping,
+    require_labels,
+    split_loader,
+    split_settings,
+    static_batch,
+    top1_accuracy,
+)
+from edgessl.benchmark.measure import (
+    Timing,
+    async_throughput,
+    encoded_images,
+    end_to_end_fn,
+    peak_rss_mib,
+    reset_peak_rss,
+    time_runs,
+)
+from edgessl.benchmark.result import (  # noqa: F401 - re-exported: the public API lives here
+    AsyncStats,
+    BenchmarkResult,
+    LatencyStats,
+    SweepPoint,
+    latency_stats,
+)
+from edgessl.errors import ConfigError, DeviceUnavailableError
 
 
 @dataclass(frozen=True)
@@ -30,94 +52,51 @@ class BenchmarkConfig:
     Attributes:
         warmup: untimed runs before timing (after the first inference).
         iterations: timed runs; latency statistics are over these.
-        batch_size: images per run.
+        time_budget_s: when set, time as many runs as fit in this many seconds instead of
+            ``iterations`` (per measurement).
+        batch_size: images per run of the latency measurement.
+        batch_sizes: batch sizes of the throughput sweep; () = the profile's ``batch_sizes``
+            (no sweep without a profile).
         data: labeled dataset root; when given, inputs are real images and top-1 is measured.
-        device: device passed to the runtime ("CPU", or "CUDA" for PyTorch).
+        device: device passed to the runtime ("CPU", or "CUDA" for PyTorch) when no profile
+            is given.
+        profiles: device profile names or .toml paths; each is a target. () = ``device``.
+        async_runs: batches run in the asynchronous throughput measurement; 0 = skip it.
+        async_requests: inferences in flight for it; 0 = the profile's ``async_requests``
+            (0 there = OpenVINO's optimal number, or one thread per logical core).
+        end_to_end: also time decode + resize + preprocess + infer per run.
     """
 
     warmup: int = 10
     iterations: int = 100
+    time_budget_s: float | None = None
     batch_size: int = 1
+    batch_sizes: tuple[int, ...] = ()
     data: str | None = None
     device: str = "CPU"
+    profiles: tuple[str, ...] = ()
+    async_runs: int = 200
+    async_requests: int = 0
+    end_to_end: bool = True
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
             raise ConfigError(f"--warmup must be ≥ 0, got {self.warmup}")
         if self.iterations < 1:
             raise ConfigError(f"--iterations must be ≥ 1, got {self.iterations}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ConfigError(f"--time must be > 0 seconds, got {self.time_budget_s}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be ≥ 1, got {self.batch_size}")
+        if any(b < 1 for b in self.batch_sizes):
+            raise ConfigError(f"--batch-sizes must all be ≥ 1, got {list(self.batch_sizes)}")
+        if self.async_runs < 0 or self.async_requests < 0:
+            raise ConfigError("--async-runs and --requests must be ≥ 0 (0 = skip / automatic)")
 
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Latency of one run (one batch) over the timed iterations, all in ms."""
-
-    mean_ms: float
-    min_ms: float
-    max_ms: float
-    std_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-
-
-@dataclass(frozen=True)
-class BenchmarkResult:
-    """One model's benchmark.
-
-    Attributes:
-        model: the path as given.
-        runtime, device, provider, runtime_version: what actually ran (from the runtime).
-        format, precision, task: from the model's metadata.
-        size_mib: weights on disk in MiB (safetensors; .onnx plus external data; .xml plus .bin).
-        load_s: load/compile time in s.
-        first_inference_ms: the first run, in ms (includes lazy initialisation).
-        batch_size, warmup, iterations: as configured.
-        latency: per-run latency statistics.
-        throughput_ips: images per second (batch_size / mean latency).
-        top1: top-1 accuracy on the val split as a fraction in [0, 1]; None without data.
-        val_images: images the accuracy was measured on; None without data.
-    """
-
-    model: str
-    runtime: str
-    device: str
-    provider: str
-    runtime_version: str
-    format: str
-    precision: str
-    task: str
-    size_mib: float
-    load_s: float
-    first_inference_ms: float
-    batch_size: int
-    warmup: int
-    iterations: int
-    latency: LatencyStats
-    throughput_ips: float
-    top1: float | None = None
-    val_images: int | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def latency_stats(seconds: Sequence[float]) -> LatencyStats:
-    """Statistics of per-run times given in seconds (percentiles by linear interpolation).
-
-    Raises:
-        ValueError: for an empty sequence.
-    """
-    if len(seconds) == 0:
-        raise ValueError("latency_stats needs at least one timing")
-    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return LatencyStats(
-        mean_ms=float(ms.mean()), min_ms=float(ms.min()), max_ms=float(ms.max()),
-        std_ms=float(ms.std()), p50_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99),
-    )
+    @property
+    def timing(self) -> Timing:
+        return Timing(warmup=self.warmup, iterations=self.iterations,
+                      time_budget_s=self.time_budget_s)
 
 
 def model_size_mib(path: str | Path) -> float:
@@ -151,165 +130,218 @@ def _onnx_external_files(path: Path) -> list[Path]:
     return [path.parent / loc for loc in sorted(locations)]
 
 
-def time_runs(model, batch: np.ndarray, warmup: int, iterations: int) -> tuple[float, list[float]]:
-    """Time ``model.run(batch)``: returns (first run in s, timed runs in s after warmup)."""
-    start = time.perf_counter()
-    model.run(batch)
-    first = time.perf_counter() - start
-    for _ in range(warmup):
-        model.run(batch)
-    timings = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        model.run(batch)
-        timings.append(time.perf_counter() - start)
-    return first, timings
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run PyTorch with ``threads`` intra-op threads (0 = leave as is), restored afterwards."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
-def _split_settings(meta) -> tuple[float, int]:
-    """val_fraction and seed the model was trained with (so its val split is held out)."""
-    extra = meta.extra or {}
-    for source in (extra.get("data") or {}, extra):
-        if isinstance(source, dict) and "val_fraction" in source:
-            return float(source["val_fraction"]), int(source.get("seed", DEFAULT_SEED))
-    return DEFAULT_VAL_FRACTION, DEFAULT_SEED
+def load_for_target(path: str | Path, config: BenchmarkConfig, profile=None,
+                    batch: int | None = None):
+    """Load ``path`` with its runtime on the profile's device (else ``config.device``).
 
-
-def label_mapping(model_labels: Sequence[str], classes: Sequence[str], where: str) -> np.ndarray:
-    """Index array mapping dataset label -> model output position, matched by class name.
-
-    Raises:
-        DataError: when the model's labels and the dataset's classes differ.
+    ``batch`` fixes the input batch for static-shape targets. The loaded model gets
+    ``executed_on`` and ``settings`` attributes saying what the runtime reports it runs on.
     """
-    if set(model_labels) != set(classes) or len(model_labels) != len(classes):
-        only_model = sorted(set(model_labels) - set(classes))
-        only_data = sorted(set(classes) - set(model_labels))
-        raise DataError(
-            f"labels of '{where}' differ from the dataset's classes (only in model: "
-            f"{', '.join(only_model) or '-'}; only in data: {', '.join(only_data) or '-'}); "
-            "pass --data with the classes the model was trained on"
-        )
-    position = {name: i for i, name in enumerate(model_labels)}
-    return np.array([position[c] for c in classes], dtype=np.int64)
+    from edgessl.runtimes.registry import RUNTIMES, load_any, runtime_name_for
+
+    runtime = runtime_name_for(path)
+    if runtime == "pytorch":
+        model = load_any(path, device=profile.device if profile is not None else config.device)
+        import torch
+
+        model.executed_on = (model.execution.device,)
+        model.settings = {"threads": torch.get_num_threads()}
+        return model
+    if profile is None and batch is None:
+        model = load_any(path, device=config.device)
+    else:
+        if not Path(path).exists():
+            load_any(path)  # raises the usual "does not exist" error
+        model = RUNTIMES.get(runtime).load(Path(path), device=config.device, profile=profile,
+                                           batch=batch)
+    model.executed_on = tuple(getattr(model, "execution_devices", ())
+                              or getattr(model, "session_providers", ()))
+    return model
 
 
-def _require_labels(model) -> None:
-    if not model.meta.labels:
-        raise ConfigError(f"'{model.path}' outputs embeddings (task '{model.meta.task}'), not "
-                          "class scores; top-1 needs a classifier: drop --data or pass one")
+def _static_target(profile) -> bool:
+    return profile is not None and (profile.static_shapes or profile.static_batch is not None)
 
 
-def _static_batch(meta) -> int | None:
-    """The fixed batch size of an artifact exported with one (exporters record it in extra)."""
-    value = (meta.extra or {}).get("static_batch")
-    return int(value) if value else None
+def _sweep(path, model, config: BenchmarkConfig, profile, data, measured: LatencyStats
+           ) -> tuple[SweepPoint, ...]:
+    """Synchronous latency and throughput at each batch size of the sweep (the latency
+    measurement itself, ``measured``, stands for ``config.batch_size``)."""
+    sizes = config.batch_sizes or (profile.batch_sizes if profile is not None else ())
+    fixed = static_batch(model.meta)
+    if fixed is not None:
+        sizes = tuple(b for b in sizes if b == fixed)
+    points = []
+    for size in sizes:
+        if size == config.batch_size:
+            points.append(SweepPoint(size, measured.p50_ms, measured.mean_ms,
+                                     _ips(size, measured.mean_ms)))
+            continue
+        sized = model
+        if _static_target(profile):
+            sized = load_for_target(path, config, profile, batch=size)  # recompiled for size
+        x = input_batch(model.meta, size, data)
+        _, timings = time_runs(lambda m=sized, x=x: m.run(x), config.timing)
+        stats = latency_stats(timings)
+        points.append(SweepPoint(size, stats.p50_ms, stats.mean_ms,
+                                 _ips(size, stats.mean_ms)))
+    return tuple(points)
 
 
-def top1_accuracy(model, data) -> tuple[float, int]:
-    """Top-1 accuracy of ``model`` on ``data.val`` (a LabeledData): (fraction, image count).
-
-    Labels are matched by class name, so a model whose label order differs still scores right.
-    """
-    from edgessl.data.preprocess import preprocess_batch
-
-    meta = model.meta
-    _require_labels(model)
-    to_model = label_mapping(meta.labels, data.classes, str(model.path))
-    step = _static_batch(meta) or EVAL_BATCH
-    correct = 0
-    for start in range(0, len(data.val), step):
-        chunk = data.val[start:start + step]
-        x = preprocess_batch([p for p, _ in chunk], meta.image_size, meta.mean, meta.std)
-        if len(chunk) < step and _static_batch(meta):  # fill a fixed batch, ignore the padding
-            x = np.concatenate([x, np.repeat(x[:1], step - len(chunk), axis=0)])
-        predicted = model.run(x)[:len(chunk)].argmax(axis=1)
-        correct += int((predicted == to_model[[y for _, y in chunk]]).sum())
-    return correct / len(data.val), len(data.val)
+def _ips(batch_size: int, mean_ms: float) -> float:
+    return batch_size * 1000.0 / mean_ms if mean_ms > 0 else math.inf
 
 
-def input_batch(meta, batch_size: int, data=None) -> np.ndarray:
-    """The timed input [batch_size, 3, S, S]: val images of ``data`` (repeated to fill the
-    batch) when given, else seeded noise (the same for every model of the same size)."""
-    if data is None:
-        shape = (batch_size, 3, meta.image_size, meta.image_size)
-        return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    from edgessl.data.preprocess import preprocess_batch
-
-    paths = [data.val[i % len(data.val)][0] for i in range(batch_size)]
-    return preprocess_batch(paths, meta.image_size, meta.mean, meta.std)
-
-
-SplitLoader = Callable[[float, int], Any]  # (val_fraction, seed) -> LabeledData
+def _end_to_end(model, config: BenchmarkConfig, data) -> LatencyStats:
+    n = config.batch_size
+    sources = ([data.val[i % len(data.val)][0] for i in range(n)] if data is not None
+               else encoded_images(n, model.meta.image_size))
+    _, timings = time_runs(end_to_end_fn(model, sources), config.timing)
+    return latency_stats(timings)
 
 
 def benchmark_model(path: str | Path, config: BenchmarkConfig,
-                    splits: SplitLoader | None = None) -> BenchmarkResult:
-    """Benchmark one model (see ``benchmark_models``); ``splits`` loads ``config.data``."""
-    from edgessl.runtimes.registry import load_any
+                    splits: SplitLoader | None = None, profile=None) -> BenchmarkResult:
+    """Benchmark one model on one target (see ``benchmark_models``).
 
-    model = load_any(path, device=config.device)
-    meta, data = model.meta, None
-    static = _static_batch(meta)
-    if static is not None and static != config.batch_size:
-        raise ConfigError(f"'{path}' was exported with a fixed batch of {static}; "
-                          f"pass --batch-size {static}")
-    if config.data is not None:
-        _require_labels(model)
-        splits = splits or _split_loader(config.data)
-        data = splits(*_split_settings(meta))
-    first, timings = time_runs(model, input_batch(meta, config.batch_size, data),
-                               config.warmup, config.iterations)
-    stats = latency_stats(timings)
-    top1 = val_images = None
-    if data is not None:
-        top1, val_images = top1_accuracy(model, data)
+    Args:
+        path: the model.
+        config: what to measure.
+        splits: loads ``config.data`` per (val_fraction, seed); None = load it here.
+        profile: a DeviceProfile, or None to run on ``config.device`` with runtime defaults.
+    """
+    if profile is not None and profile.static_batch not in (None, config.batch_size):
+        raise ConfigError(f"profile '{profile.name}' runs a fixed batch of "
+                          f"{profile.static_batch}; pass --batch-size {profile.static_batch}")
+    reset_peak_rss()
+    batch = config.batch_size if _static_target(profile) else None
+    threads = profile.threads if profile is not None else 0
+    with _torch_threads(threads):
+        model = load_for_target(path, config, profile, batch)
+        meta, data = model.meta, None
+        fixed = static_batch(meta)
+        if fixed is not None and fixed != config.batch_size:
+            raise ConfigError(f"'{path}' was exported with a fixed batch of {fixed}; "
+                              f"pass --batch-size {fixed}")
+        if config.data is not None:
+            require_labels(model)
+            data = (splits or split_loader(config.data))(*split_settings(meta))
+        x = input_batch(meta, config.batch_size, data)
+        first, timings = time_runs(lambda: model.run(x), config.timing)
+        stats = latency_stats(timings)
+        e2e = _end_to_end(model, config, data) if config.end_to_end else None
+        async_stats = None
+        if config.async_runs:
+            requests = config.async_requests or (profile.async_requests if profile else 0)
+            async_stats = async_throughput(
+                model, x, config.async_runs, requests,
+                hint=profile.throughput_hint if profile else "THROUGHPUT",
+                streams=profile.streams if profile else 0)
+        sweep = _sweep(path, model, config, profile, data, stats)
+        top1 = val_images = None
+        if data is not None:
+            top1, val_images = top1_accuracy(model, data, batch)
     ex = model.execution
     return BenchmarkResult(
-        model=str(path), runtime=ex.runtime, device=ex.device, provider=ex.provider,
-        runtime_version=ex.version, format=meta.format, precision=meta.precision,
-        task=meta.task, size_mib=model_size_mib(path), load_s=model.load_seconds,
-        first_inference_ms=first * 1000.0, batch_size=config.batch_size,
-        warmup=config.warmup, iterations=config.iterations, latency=stats,
-        throughput_ips=config.batch_size * 1000.0 / stats.mean_ms if stats.mean_ms > 0
-        else math.inf,
+        model=str(path), profile=profile.name if profile is not None else "",
+        runtime=ex.runtime, device=ex.device, provider=ex.provider,
+        executed_on=tuple(model.executed_on), runtime_version=ex.version,
+        settings=dict(getattr(model, "settings", {})), format=meta.format,
+        precision=meta.precision, task=meta.task, size_mib=model_size_mib(path),
+        load_s=model.load_seconds, first_inference_ms=first * 1000.0,
+        batch_size=config.batch_size, warmup=config.warmup, iterations=len(timings),
+        latency=stats, e2e_latency=e2e, throughput_ips=_ips(config.batch_size, stats.mean_ms),
+        async_throughput=async_stats, sweep=sweep, peak_rss_mib=peak_rss_mib(),
         top1=top1, val_images=val_images,
     )
 
 
-def _split_loader(root: str) -> SplitLoader:
-    """Load ``root`` once per (val_fraction, seed): decoding every image is the slow part."""
-    from edgessl.data.labeled import load_labeled
+def _skipped(path, profile, runtime: str, reason: str) -> BenchmarkResult:
+    return BenchmarkResult(model=str(path), profile=profile.name, runtime=runtime,
+                           skipped=reason)
 
-    @functools.cache
-    def load(val_fraction: float, seed: int):
-        return load_labeled(root, val_fraction=val_fraction, seed=seed)
 
-    return load
+def _run_target(path, config: BenchmarkConfig, splits, profile, host, several: bool
+                ) -> BenchmarkResult:
+    """One (model, profile) pair: measured, or skipped with the reason when ``several``."""
+    from edgessl.devices.availability import check_runtime
+    from edgessl.runtimes.registry import runtime_name_for
+
+    runtime = runtime_name_for(path)
+    status = check_runtime(profile, runtime, host)
+    if not status.available:
+        if not several and runtime in profile.runtimes:
+            raise DeviceUnavailableError(status.message())
+        return _skipped(path, profile, runtime, status.message())
+    try:
+        return benchmark_model(path, config, splits, profile)
+    except DeviceUnavailableError as exc:  # listed, but failed to start: say so in the table
+        if not several:
+            raise
+        return _skipped(path, profile, runtime, str(exc))
 
 
 def benchmark_models(models: Sequence[str | Path], config: BenchmarkConfig | None = None
                      ) -> list[BenchmarkResult]:
-    """Benchmark each model in turn, on the same input, with the runtime that fits its path.
+    """Benchmark each model on each target, on the same input, with the runtime that fits it.
 
     Args:
         models: checkpoint folders, .onnx files or OpenVINO .xml files.
-        config: warmup, iterations, batch size, data and device (defaults: BenchmarkConfig()).
+        config: what to measure and on which targets (defaults: BenchmarkConfig()).
 
     Returns:
-        One BenchmarkResult per model, in the given order.
+        One BenchmarkResult per model and target (model-major), in the given order; a target
+        this host cannot run is a result with ``skipped`` set when several targets were asked
+        for (several profiles, or one profile and models it cannot run).
 
     Raises:
         CheckpointError: for a missing or unrecognised model path.
         DataError: when ``config.data`` is unusable or its classes differ from a model's labels.
-        ConfigError: for a backbone (no labels) with data, or a batch size a model cannot take.
+        ConfigError: for a backbone (no labels) with data, a batch size a model cannot take,
+            a bad profile, or when no model can run on the profiles given.
+        DeviceUnavailableError: when the single target asked for is not available here.
     """
     config = config or BenchmarkConfig()
     if not models:
         raise ConfigError("no model to benchmark; pass one or more model paths")
+    from edgessl.runtimes.registry import load_any, runtime_name_for
+
+    for m in models:  # fail on a bad path before measuring anything
+        if not Path(m).exists():
+            load_any(m)
+        runtime_name_for(m)
     splits = None
     if config.data is not None:
         from edgessl.data.images import require_dir
 
         require_dir(config.data, "labeled data folder")
-        splits = _split_loader(config.data)
-    return [benchmark_model(m, config, splits) for m in models]
+        splits = split_loader(config.data)
+    if not config.profiles:
+        return [benchmark_model(m, config, splits) for m in models]
+    from edgessl.devices.host import detect_host
+    from edgessl.devices.profile import load_profile
+
+    profiles = [load_profile(p) for p in config.profiles]
+    host = detect_host()
+    several = len(profiles) * len(models) > 1
+    results = [_run_target(m, config, splits, p, host, several) for m in models
+               for p in profiles]
+    if all(r.skipped for r in results):
+        raise DeviceUnavailableError(f"nothing to measure: {results[0].skipped}")
+    return results

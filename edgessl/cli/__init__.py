@@ -5,9 +5,11 @@ from __future__ import annotations
 from edgessl.cli import (  # noqa: F401 - each module registers its command on ``app``
     benchmark_cmd,
     data_cmd,
+    deploy_cmd,
     devices_cmd,
     export_cmd,
     finetune_cmd,
+    predict_cmd,
     pretrain_cmd,
     quickstart_cmd,
 )

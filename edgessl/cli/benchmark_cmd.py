@@ -1,4 +1,5 @@
-"""``edgessl benchmark``: latency, throughput and top-1 of models side by side on this host."""
+"""``edgessl benchmark``: latency, throughput, memory, size and top-1 of models side by side,
+on this host's CPU or on the targets of device profiles."""
 
 from __future__ import annotations
 
@@ -9,31 +10,105 @@ import typer
 from edgessl.cli.app import app, echo, user_errors
 
 
+def parse_batch_sizes(text: str | None) -> tuple[int, ...]:
+    """"1,8,32" -> (1, 8, 32); None or "" -> ()."""
+    from edgessl.errors import ConfigError
+
+    if not text:
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--batch-sizes takes comma-separated integers like 1,8,32; got "
+                          f"'{text}'") from None
+
+
+def write_outputs(results, config, outputs: dict[str, Path | None]) -> list[Path]:
+    """Write each requested output (json, csv, markdown, plot); returns the paths written."""
+    from edgessl.benchmark import report
+
+    stamp = report.host_stamp()
+    written = []
+    if outputs.get("json") is not None:
+        written.append(report.write_json(results, outputs["json"], config, stamp))
+    if outputs.get("csv") is not None:
+        written.append(report.write_text(report.render_csv(results), outputs["csv"]))
+    if outputs.get("markdown") is not None:
+        written.append(report.write_text(report.render_markdown(results, stamp),
+                                         outputs["markdown"]))
+    if outputs.get("plot") is not None:
+        from edgessl.benchmark.plot import write_plot
+
+        written.append(write_plot(results, outputs["plot"],
+                                  title=f"edgessl benchmark on {stamp['cpu']}"))
+    return written
+
+
 @app.command("benchmark")
 def benchmark(
     models: list[Path] = typer.Argument(
         ..., metavar="MODEL...", help="Checkpoint folders, .onnx files or OpenVINO .xml files.",
         show_default=False,
     ),
+    profile: list[str] = typer.Option(
+        [], "--profile", "-p", help="Device profile name (see `edgessl devices`) or a .toml "
+        "path; repeat for several targets (unavailable ones are skipped and listed)."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed runs before timing."),
-    iterations: int = typer.Option(100, "--iterations", help="Timed runs per model."),
-    batch_size: int = typer.Option(1, "--batch-size", help="Images per run."),
+    iterations: int = typer.Option(100, "--iterations", help="Timed runs per measurement."),
+    time_budget: float | None = typer.Option(
+        None, "--time", help="Seconds per measurement instead of a fixed --iterations."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Images per run (latency)."),
+    batch_sizes: str | None = typer.Option(
+        None, "--batch-sizes", help="Throughput sweep, e.g. 1,8,32 (default: the profile's)."),
+    async_runs: int = typer.Option(
+        200, "--async-runs", help="Batches in the asynchronous throughput run; 0 skips it."),
+    requests: int = typer.Option(
+        0, "--requests", help="Inferences in flight for it; 0 = profile / runtime optimum."),
+    end_to_end: bool = typer.Option(
+        True, "--e2e/--no-e2e", help="Also time decode + resize + preprocess + infer."),
     data: Path | None = typer.Option(
         None, "--data", help="Labeled dataset root: time real images and report top-1 on val."
     ),
-    device: str = typer.Option("CPU", "--device", help="Device to run on: CPU, or CUDA (PyTorch)."),
+    device: str | None = typer.Option(
+        None, "--device", help="Without --profile: CPU (default), or CUDA (PyTorch)."),
     json_path: Path | None = typer.Option(
-        None, "--json", help="Also write results and a host stamp to this JSON file."
-    ),
+        None, "--json", help="Write results, config, profiles and a host stamp as JSON."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Write every field as CSV."),
+    markdown_path: Path | None = typer.Option(
+        None, "--markdown", help="Write the table, notes and host stamp as Markdown."),
+    plot_path: Path | None = typer.Option(
+        None, "--plot", help="Write a PNG comparing the models (needs matplotlib)."),
+    remote: str | None = typer.Option(
+        None, "--remote", help="Run on a device over SSH, ssh://user@host[:port]: copies a "
+        "bundle for --profile (default cpu) there; key auth from your ssh config/agent."),
+    remote_python: str = typer.Option(
+        "python3", "--remote-python", help="The Python to run the bundle with on the device."),
 ) -> None:
-    """Benchmark models: load time, latency p50/p90/p99, throughput and top-1 accuracy."""
+    """Benchmark models: load time, first inference, latency p50/p90/p99 (inference-only and
+    end to end), throughput (batch sweep, async), peak memory, size and top-1 accuracy."""
     with user_errors():
-        from edgessl.benchmark.report import render_table, write_json
+        from edgessl.benchmark.report import host_line, host_stamp, render_table
         from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
+        from edgessl.errors import ConfigError
 
-        config = BenchmarkConfig(warmup=warmup, iterations=iterations, batch_size=batch_size,
-                                 data=None if data is None else str(data), device=device)
-        results = benchmark_models(models, config)
+        if profile and device is not None:
+            raise ConfigError("pass either --device or --profile, not both: a profile names "
+                              "its own device")
+        config = BenchmarkConfig(
+            warmup=warmup, iterations=iterations, time_budget_s=time_budget,
+            batch_size=batch_size, batch_sizes=parse_batch_sizes(batch_sizes),
+            data=None if data is None else str(data), device=device or "CPU",
+            profiles=tuple(profile), async_runs=async_runs, async_requests=requests,
+            end_to_end=end_to_end)
+        if remote is not None:  # edgessl.deploy.remote: build, copy, run there, clean up
+            from edgessl.deploy.remote import remote_results
+
+            results = remote_results(models, remote, profile, config, remote_python)
+        else:
+            results = benchmark_models(models, config)
         echo(render_table(results))
-        if json_path is not None:
-            echo(f"wrote {write_json(results, json_path, config)}")
+        echo(f"host: {host_line(host_stamp())}")
+        outputs = {"json": json_path, "csv": csv_path, "markdown": markdown_path,
+                   "plot": plot_path}
+        for path in write_outputs(results, config, outputs):
+            echo(f"wrote {path}")

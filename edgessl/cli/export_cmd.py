@@ -1,4 +1,4 @@
-"""``edgessl export``: a classifier checkpoint -> a validated ONNX / OpenVINO artifact."""
+"""``edgessl export``: a checkpoint -> a validated ONNX / OpenVINO artifact (fp32, fp16, int8)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,60 @@ import typer
 
 from edgessl.cli.app import app, echo, user_errors
 
+INT8 = "INT8 options"
+
 
 @app.command("export")
 def export(
-    model: Path = typer.Argument(..., metavar="MODEL",
-                                 help="Classifier checkpoint folder (from edgessl finetune)."),
+    model: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint folder (a classifier "
+                                 "from edgessl finetune, or a backbone for --output embedding)."),
     format: str = typer.Option("onnx", "--format", help="Export format: onnx or openvino."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or int8."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8."),
+    output: str | None = typer.Option(
+        None, "--output", help="logits, probabilities, embedding or embedding-l2 "
+                               "[default: logits for a classifier, embedding for a backbone]."),
+    embed_preprocessing: bool = typer.Option(
+        False, "--embed-preprocessing",
+        help="The artifact takes uint8 [N, S, S, 3] pixels; scaling, mean/std and layout run "
+             "inside the graph."),
+    static_batch: int | None = typer.Option(
+        None, "--static-batch", help="Fix the batch size (NPUs need static shapes) "
+                                     "[default: dynamic]."),
+    simplify: bool = typer.Option(False, "--simplify",
+                                  help="Simplify the ONNX graph (onnxslim) if outputs stay equal."),
     calib: Path | None = typer.Option(
-        None, "--calib", help="Folder of calibration images for int8 "
-                              "[default: the checkpoint's training images]."),
-    calib_size: int = typer.Option(300, "--calib-size", help="Calibration images (seeded sample)."),
+        None, "--calib", rich_help_panel=INT8,
+        help="Folder of calibration images [default: the checkpoint's training images]."),
+    calib_size: int = typer.Option(300, "--calib-size", rich_help_panel=INT8,
+                                   help="Calibration images (seeded sample)."),
+    scheme: str = typer.Option(
+        "auto", "--scheme", rich_help_panel=INT8,
+        help="auto (safe for --target-isa), or ONNX Runtime u8s8, u8s8-w7, s8s8, u8u8; NNCF w8, "
+             "w7-first, w7 (w7 = 7-bit weights)."),
+    target_isa: str = typer.Option(
+        "host", "--target-isa", rich_help_panel=INT8,
+        help="CPU the artifact runs on, for --scheme auto: host, vnni or avx2 (no VNNI)."),
+    per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", rich_help_panel=INT8,
+                                     help="Weight scales per output channel or per tensor."),
+    calib_method: str | None = typer.Option(
+        None, "--calib-method", rich_help_panel=INT8,
+        help="ONNX Runtime range estimation: minmax, entropy or percentile [default: minmax]."),
+    preset: str | None = typer.Option(
+        None, "--preset", rich_help_panel=INT8,
+        help="NNCF preset: performance or mixed [default: NNCF's for the model type]."),
+    bias_correction: bool | None = typer.Option(
+        None, "--bias-correction/--no-bias-correction", rich_help_panel=INT8,
+        help="NNCF fast bias correction [default: on]."),
+    model_type: str = typer.Option(
+        "auto", "--model-type", rich_help_panel=INT8,
+        help="auto, cnn or transformer (quantize matrix products only) [auto: attention?]."),
+    ignore: list[str] = typer.Option(
+        [], "--ignore", rich_help_panel=INT8,
+        help="Regular expression of layer names to keep in float (repeatable)."),
+    max_drop: float | None = typer.Option(
+        None, "--max-drop", rich_help_panel=INT8,
+        help="Accuracy-aware INT8 (NNCF): largest top-1 loss vs fp32 on the val data, as a "
+             "fraction (0.01 = 1 point); fails if it cannot be met."),
     data: Path | None = typer.Option(
         None, "--data",
         help="Labeled folder to validate on [default: the checkpoint's val split]."),
@@ -26,33 +69,60 @@ def export(
         None, "--out", help="Output folder [default: export/<MODEL>-<format>-<precision>]."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output folder."),
 ) -> None:
-    """Export a classifier to ONNX or OpenVINO (fp32 or int8) and check it against PyTorch."""
+    """Export to ONNX or OpenVINO (fp32, fp16 or int8) and check the artifact against PyTorch."""
     with user_errors():
         from edgessl.export.api import ExportConfig, export_model
+        from edgessl.export.schemes import QuantizeConfig
 
+        quant = QuantizeConfig(
+            scheme=scheme, target_isa=target_isa, per_channel=per_channel,
+            calib_method=calib_method, preset=preset, bias_correction=bias_correction,
+            model_type=model_type, ignored=tuple(ignore), max_drop=max_drop)
         config = ExportConfig(
-            format=format, precision=precision,
-            calib=None if calib is None else str(calib), calib_size=calib_size,
-            data=None if data is None else str(data), out=None if out is None else str(out),
-            force=force,
+            format=format, precision=precision, output=output,
+            calib=None if calib is None else str(calib), calib_size=calib_size, quant=quant,
+            embed_preprocessing=embed_preprocessing, static_batch=static_batch,
+            simplify=simplify, data=None if data is None else str(data),
+            out=None if out is None else str(out), force=force,
         )
         result = export_model(model, config)
         echo(render_report(result.report))
 
 
-def render_report(report: dict) -> str:
-    """The export report as a compact two-column table."""
-    rows = [
-        ("format", f"{report['format']} {report['precision']} ({report.get('scheme', '')})"),
-        ("artifact", report["path"]),
-        ("size", f"{report['size_mib']:.2f} MiB"),
-        ("runs on", f"{report['execution']['runtime']} {report['execution']['provider']}"),
-        ("max |diff|", f"{report['max_abs_diff']:.3g} (mean {report['mean_abs_diff']:.3g}, "
-                       f"cosine {report['cosine']:.6f})"),
+def _top1_rows(report: dict) -> list[tuple[str, str]]:
+    if report.get("top1_artifact") is None:
+        return [("top-1", "not measured (unlabeled data)")]
+    return [
         ("top-1", f"{report['top1_artifact']:.2%} artifact vs {report['top1_pytorch']:.2%} "
-                  f"PyTorch on {report['val_images']} val images"),
+                  f"PyTorch on {report['val_images']} val images ({report['top1_method']})"),
         ("drop", f"{report['top1_drop_points']:+.2f} points "
                  f"(agreement {report['top1_agreement']:.2%})"),
     ]
+
+
+def render_report(report: dict) -> str:
+    """The export report as a compact two-column table."""
+    spec = report.get("input") or {}
+    rows = [
+        ("format", f"{report['format']} {report['precision']} ({report.get('scheme', '')}), "
+                   f"output {report.get('output', 'logits')}"),
+        ("artifact", report["path"]),
+        ("input", f"{spec.get('dtype', 'float32')} {spec.get('layout', 'NCHW')} "
+                  f"{spec.get('shape', '')}"),
+        ("size", f"{report['size_mib']:.2f} MiB ({report.get('size_vs_fp32', 1):.2f}x fp32)"),
+        ("runs on", f"{report['execution']['runtime']} {report['execution']['provider']}"),
+        ("max |diff|", f"{report['max_abs_diff']:.3g} (mean {report['mean_abs_diff']:.3g}, "
+                       f"cosine {report['cosine']:.6f})"),
+        *_top1_rows(report),
+    ]
+    if report.get("scheme_reason"):
+        rows.append(("why", report["scheme_reason"]))
+    if "kept_in_float" in report:
+        kept = report["kept_in_float"]
+        rows.append(("kept float", f"{len(kept)} of {report.get('compute_layers', '?')} layers"
+                                   + (f": {', '.join(kept[:6])}" if kept else "")
+                                   + (" ..." if len(kept) > 6 else "")))
+    if report.get("simplify"):
+        rows.append(("simplify", report["simplify"]))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

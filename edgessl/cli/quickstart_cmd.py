@@ -18,11 +18,18 @@ def quickstart_command(
 ) -> None:
     """Digits -> SimCLR -> few-label classifiers -> ONNX/OpenVINO FP32/INT8 -> benchmark."""
     from edgessl.benchmark.report import render_table
-    from edgessl.quickstart import QuickstartConfig, format_accuracy_table, run_quickstart
+    from edgessl.quickstart import (
+        QuickstartConfig,
+        format_accuracy_table,
+        format_export_table,
+        run_quickstart,
+    )
 
     with user_errors():
         result = run_quickstart(QuickstartConfig(
             workdir=str(workdir), pretrain_epochs=epochs, iterations=iterations, force=force))
+    echo("\nExports checked against PyTorch on the val split:\n")
+    echo(format_export_table(result.export_reports))
     val = result.benchmark_results[0].val_images
     echo(f"\nTop-1 on the digits val split ({val} images) by labels per class:\n")
     echo(format_accuracy_table(result.accuracy_rows))

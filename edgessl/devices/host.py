@@ -14,6 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
+BOARD_MODEL = Path("/proc/device-tree/model")  # single-board computers: "Raspberry Pi 5 ..."
+# OpenVINO plugins that drive accelerators; each is probed so that "no device" and "plugin
+# cannot load" (a missing driver library) are told apart.
+OPENVINO_ACCELERATORS = ("GPU", "NPU")
 
 # ISA extensions that decide which kernels ONNX Runtime / OpenVINO pick: AVX2 and AVX-512 for
 # fp32, VNNI and AMX for fast int8 (and bf16), asimd/asimddp/sve/i8mm on Arm.
@@ -70,6 +74,11 @@ class HostInfo:
         cuda_devices: CUDA GPUs PyTorch can use (empty when none).
         versions: installed versions of python, edgessl, numpy, torch, onnxruntime, openvino.
         problems: runtime name -> why probing it failed (only for failed probes).
+        system: platform.system() ("Linux", "Darwin", "Windows").
+        machine: platform.machine() ("x86_64", "aarch64", "arm64").
+        board: the board name of a single-board computer ("Raspberry Pi 5 Model B Rev 1.0"),
+            "" elsewhere.
+        openvino_plugins: accelerator plugin ("GPU", "NPU") -> "" when it loads, else why not.
     """
 
     cpu: CpuInfo
@@ -78,6 +87,10 @@ class HostInfo:
     cuda_devices: tuple[CudaDevice, ...]
     versions: dict[str, str] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
+    system: str = field(default_factory=platform.system)
+    machine: str = field(default_factory=platform.machine)
+    board: str = ""
+    openvino_plugins: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,6 +141,36 @@ def openvino_devices() -> tuple[OpenVinoDevice, ...]:
             full = name
         found.append(OpenVinoDevice(name=name, full_name=full))
     return tuple(found)
+
+
+def openvino_plugins() -> dict[str, str]:
+    """Whether OpenVINO's accelerator plugins load: kind -> "" (loads) or the reason it fails.
+
+    A plugin that loads may still find no device; one that fails usually lacks a driver
+    library (the GPU plugin needs libOpenCL.so.1, for example).
+    """
+    import openvino
+
+    core = openvino.Core()
+    found = {}
+    for kind in OPENVINO_ACCELERATORS:
+        try:
+            core.get_versions(kind)
+            found[kind] = ""
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with a long text
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            last = lines[-1] if lines else type(exc).__name__
+            # 'Cannot load library "<long path>": libOpenCL.so.1: cannot open ...' -> the cause
+            found[kind] = last.split('": ', 1)[-1][:300]
+    return found
+
+
+def board_model() -> str:
+    """The board name from the device tree (Raspberry Pi, Jetson), or "" on other hosts."""
+    try:
+        return BOARD_MODEL.read_text(encoding="utf-8", errors="replace").strip("\x00 \n")
+    except OSError:
+        return ""
 
 
 def onnxruntime_providers() -> tuple[str, ...]:
@@ -200,4 +243,6 @@ def detect_host() -> HostInfo:
         cuda_devices=_probe(problems, "torch", cuda_devices),
         versions=package_versions(),
         problems=problems,
+        board=board_model(),
+        openvino_plugins=_probe({}, "openvino", openvino_plugins, {}),
     )

@@ -2,12 +2,13 @@
 
 Shipped profiles live in the repository's ``devices/`` folder (installed as
 ``edgessl/_devices`` in a wheel); any other ``.toml`` file with the same keys works too.
-Adding a device is one new TOML file.
+Adding a device is one new TOML file. ``edgessl.devices.availability`` says whether this
+host can run a profile.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgessl.config import from_dict, load_toml
@@ -18,6 +19,15 @@ from edgessl.errors import ConfigError, unknown_choice
 RUNTIME_NAMES = ("onnxruntime", "openvino", "pytorch")
 PRECISIONS = ("fp32", "fp16", "int8")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+# Device names the PyTorch runtime understands (torch_rt.DEVICES, plus "CUDA:<i>").
+TORCH_DEVICES = ("CPU", "CUDA")
+# ONNX Runtime execution providers edgessl knows how to detect and explain.
+KNOWN_PROVIDERS = (
+    "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider",
+    "QNNExecutionProvider", "CoreMLExecutionProvider", "OpenVINOExecutionProvider",
+    "DmlExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider",
+    "XnnpackExecutionProvider", "ACLExecutionProvider", "ArmNNExecutionProvider",
+)
 
 
 @dataclass(frozen=True)
@@ -28,13 +38,28 @@ class DeviceProfile:
         name: profile name (defaults to the file name without ``.toml``).
         description: one line for ``edgessl devices``.
         runtimes: runtimes that can drive this device, preferred first.
-        device: the device name the runtimes are given ("CPU", "GPU", "NPU").
-        providers: ONNX Runtime execution providers, preferred first.
+        device: the device name the runtimes are given ("CPU", "GPU", "NPU", "CUDA").
+        providers: ONNX Runtime execution providers, preferred first (CPU last as fallback
+            for operators the accelerator lacks; every listed one must be available).
+        provider_options: provider name -> its ONNX Runtime options (TOML table per provider).
+        openvino_config: extra OpenVINO compile properties ({"CACHE_DIR": "..."}).
         threads: intra-op threads; 0 = the runtime's default (all physical cores).
-        performance_hint: OpenVINO performance hint: LATENCY, THROUGHPUT or CUMULATIVE_THROUGHPUT.
-        precisions: precisions worth exporting for this device (fp32, fp16, int8).
-        static_batch: export with this fixed batch size (NPUs need one); None = dynamic batch.
-        batch_sizes: batch sizes to benchmark.
+        streams: OpenVINO streams for the throughput run; 0 = chosen by the throughput hint.
+        performance_hint: OpenVINO hint for the latency measurement (LATENCY, THROUGHPUT,
+            CUMULATIVE_THROUGHPUT).
+        throughput_hint: OpenVINO hint for the asynchronous throughput run.
+        async_requests: parallel requests (OpenVINO) or threads (ONNX Runtime, PyTorch) for the
+            throughput run; 0 = OpenVINO's optimal number, or the logical cores.
+        precisions: precisions the target runs well (fp32, fp16, int8).
+        static_shapes: the device needs static input shapes (NPUs): models are reshaped to a
+            fixed batch before compiling.
+        static_batch: export with this fixed batch size; None = dynamic batch.
+        batch_sizes: batch sizes of the throughput sweep.
+        systems: operating systems (platform.system(): Linux, Darwin, Windows); empty = any.
+        arch: CPU architectures (platform.machine(): x86_64, aarch64, arm64); empty = any.
+        board: text that must appear in the board name (/proc/device-tree/model), e.g.
+            "Raspberry Pi 5"; empty = any host.
+        setup: one line on how to get the target working (shown when it is unavailable).
     """
 
     name: str = ""
@@ -42,11 +67,21 @@ class DeviceProfile:
     runtimes: tuple[str, ...] = ("onnxruntime",)
     device: str = "CPU"
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    provider_options: dict = field(default_factory=dict)
+    openvino_config: dict = field(default_factory=dict)
     threads: int = 0
+    streams: int = 0
     performance_hint: str = "LATENCY"
+    throughput_hint: str = "THROUGHPUT"
+    async_requests: int = 0
     precisions: tuple[str, ...] = ("fp32", "int8")
+    static_shapes: bool = False
     static_batch: int | None = None
     batch_sizes: tuple[int, ...] = (1,)
+    systems: tuple[str, ...] = ()
+    arch: tuple[str, ...] = ()
+    board: str = ""
+    setup: str = ""
 
     def __post_init__(self) -> None:
         where = f"device profile '{self.name}'"
@@ -56,25 +91,59 @@ class DeviceProfile:
         for runtime in self.runtimes:
             if runtime not in RUNTIME_NAMES:
                 raise _in(where, unknown_choice("runtime", runtime, RUNTIME_NAMES))
+        self._check_choices(where)
+        self._check_numbers(where)
+        if "pytorch" in self.runtimes and self.device.upper().split(":")[0] not in TORCH_DEVICES:
+            raise ConfigError(f"{where}: runtime 'pytorch' needs 'device' CPU or CUDA, got "
+                              f"'{self.device}'; drop pytorch from 'runtimes' or fix 'device'")
+        if "onnxruntime" in self.runtimes and not self.providers:
+            raise ConfigError(f"{where}: 'providers' is empty; list ONNX Runtime execution "
+                              f"providers, e.g. {', '.join(KNOWN_PROVIDERS[:3])}")
+        for provider in self.provider_options:
+            if provider not in self.providers:
+                raise ConfigError(f"{where}: 'provider_options' has options for '{provider}', "
+                                  f"which is not in 'providers' ({', '.join(self.providers)})")
+            if not isinstance(self.provider_options[provider], dict):
+                raise ConfigError(f"{where}: 'provider_options.{provider}' must be a table of "
+                                  "option = value")
+
+    def _check_choices(self, where: str) -> None:
+        for provider in self.providers:
+            if provider not in KNOWN_PROVIDERS:
+                raise _in(where, unknown_choice("provider", provider, KNOWN_PROVIDERS))
         for precision in self.precisions:
             if precision not in PRECISIONS:
                 raise _in(where, unknown_choice("precision", precision, PRECISIONS))
-        if self.performance_hint not in PERFORMANCE_HINTS:
-            raise _in(where, unknown_choice("performance_hint", self.performance_hint,
-                                            PERFORMANCE_HINTS))
-        if self.threads < 0:
-            raise ConfigError(f"{where}: 'threads' must be ≥ 0 (0 = runtime default), "
-                              f"got {self.threads}")
+        for key in ("performance_hint", "throughput_hint"):
+            value = getattr(self, key)
+            if value not in PERFORMANCE_HINTS:
+                raise _in(where, unknown_choice(key, value, PERFORMANCE_HINTS))
+        if not self.device.strip():
+            raise ConfigError(f"{where}: 'device' is empty; name a device such as CPU, GPU, NPU")
+
+    def _check_numbers(self, where: str) -> None:
+        for key in ("threads", "streams", "async_requests"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{where}: '{key}' must be ≥ 0 (0 = runtime default), "
+                                  f"got {getattr(self, key)}")
         if self.static_batch is not None and self.static_batch < 1:
             raise ConfigError(f"{where}: 'static_batch' must be ≥ 1, got {self.static_batch}")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise ConfigError(f"{where}: 'batch_sizes' must list sizes ≥ 1, "
                               f"got {list(self.batch_sizes)}")
+        if self.static_batch is not None and set(self.batch_sizes) != {self.static_batch}:
+            raise ConfigError(f"{where}: 'batch_sizes' {list(self.batch_sizes)} must be "
+                              f"[{self.static_batch}] with 'static_batch' = {self.static_batch}")
 
     @property
     def runtime(self) -> str:
         """The preferred runtime (the first of ``runtimes``)."""
         return self.runtimes[0]
+
+    @property
+    def accelerator_providers(self) -> tuple[str, ...]:
+        """The providers other than the CPU fallback (empty for a CPU-only profile)."""
+        return tuple(p for p in self.providers if p != "CPUExecutionProvider")
 
 
 def _in(where: str, error: ConfigError) -> ConfigError:
@@ -114,6 +183,8 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     Raises:
         ConfigError: for an unknown name (with a suggestion) or an invalid file.
     """
+    if isinstance(name_or_path, DeviceProfile):
+        return name_or_path
     text = str(name_or_path)
     if text.endswith(".toml") or "/" in text or "\\" in text:
         return profile_from_file(text)

@@ -1,7 +1,8 @@
-"""``export_model``: a classifier checkpoint -> a validated ONNX / OpenVINO artifact folder.
+"""``export_model``: a checkpoint -> a validated ONNX / OpenVINO artifact folder.
 
 The output folder (default ``export/<checkpoint>-<format>-<precision>/``) holds the artifact
-(``model.onnx``, or ``model.xml`` + ``model.bin``) and ``report.json``; it is assembled under
+(``model.onnx``, or ``model.xml`` + ``model.bin``), ``metadata.json`` (the metadata embedded in
+the artifact, as a sidecar) and ``report.json`` (the validation report); it is assembled under
 a temporary name and renamed into place, so a failed export leaves nothing behind.
 """
 
@@ -11,14 +12,17 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgessl.errors import CheckpointError, ConfigError, unknown_choice
+from edgessl.errors import ConfigError, unknown_choice
+from edgessl.export.schemes import QuantizeConfig
 
 log = logging.getLogger("edgessl")
 
 ARTIFACT_STEM = "model"
 REPORT_FILE = "report.json"
-# Above this, fp32 logits differ from PyTorch by more than float32 kernels explain.
+SIDECAR_FILE = "metadata.json"
+# Above this, fp32 outputs differ from PyTorch by more than float32 kernels explain.
 FP32_WARN_DIFF = 1e-3
+VERSIONED = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "onnxslim")
 
 
 @dataclass(frozen=True)
@@ -27,9 +31,16 @@ class ExportConfig:
 
     Attributes:
         format: a name in ``FORMATS`` ("onnx", "openvino").
-        precision: one of the format's precisions ("fp32", "int8").
+        precision: one of the format's precisions ("fp32", "fp16", "int8").
+        output: "logits", "probabilities", "embedding" or "embedding-l2"; None = logits for a
+            classifier checkpoint, embedding for a backbone checkpoint.
         calib: folder of calibration images for int8; None = the checkpoint's training data.
         calib_size: number of calibration images (seeded sample).
+        quant: INT8 settings: scheme, knobs, accuracy-aware ``max_drop``.
+        embed_preprocessing: the artifact takes uint8 [N, S, S, 3] pixels and scales,
+            normalises and transposes them itself.
+        static_batch: fix the batch axis to this size (NPUs need it); None = dynamic.
+        simplify: simplify the ONNX graph with onnxslim where outputs do not change.
         data: labeled folder to validate on; None = the checkpoint's own data (val split).
         out: output folder; None = ``export/<checkpoint>-<format>-<precision>``.
         force: overwrite an existing output folder.
@@ -37,8 +48,13 @@ class ExportConfig:
 
     format: str = "onnx"
     precision: str = "fp32"
+    output: str | None = None
     calib: str | None = None
     calib_size: int = 300
+    quant: QuantizeConfig = QuantizeConfig()
+    embed_preprocessing: bool = False
+    static_batch: int | None = None
+    simplify: bool = False
     data: str | None = None
     out: str | None = None
     force: bool = False
@@ -64,78 +80,160 @@ def default_out(checkpoint: Path, format: str, precision: str) -> Path:
 
 def _check_config(config: ExportConfig):
     from edgessl.export.formats import FORMATS
+    from edgessl.export.schemes import check_quantize_config
 
     fmt = FORMATS.get(config.format)
     if config.precision not in fmt.precisions:
         raise unknown_choice(f"{fmt.name} precision", config.precision, fmt.precisions)
     if config.calib_size < 1:
         raise ConfigError(f"--calib-size must be ≥ 1, got {config.calib_size}")
+    if config.static_batch is not None and config.static_batch < 1:
+        raise ConfigError(f"--static-batch must be ≥ 1, got {config.static_batch}")
+    if config.precision == "int8":
+        check_quantize_config(config.quant, fmt.quantizer_for(config.quant))
+    elif config.quant != QuantizeConfig():
+        raise ConfigError(f"quantization options (--scheme, --max-drop, ...) apply to int8; "
+                          f"this export is {config.precision} — add --precision int8")
+    if config.simplify and fmt.name != "onnx":
+        raise ConfigError("--simplify applies to --format onnx (OpenVINO optimises the graph "
+                          "itself); drop it")
     return fmt
 
 
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries an export goes through (absent ones left out)."""
+    from importlib import metadata
+
+    from edgessl import __version__
+
+    versions = {"edgessl": __version__}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _meta(card, checkpoint: Path, fmt, config: ExportConfig, output: str, task: str):
+    from edgessl.artifact import ArtifactMeta
+    from edgessl.checkpoint import WEIGHTS_FILE
+    from edgessl.export.onnx_format import INPUT_NAME
+    from edgessl.export.preprocessing import input_spec, preprocessing_spec
+    from edgessl.io import file_sha256
+
+    extra = {"backbone": card.backbone.get("name"), "method": card.method, "kind": card.kind,
+             "checkpoint": checkpoint.resolve().name, "data": dict(card.data)}
+    if config.static_batch:
+        extra["static_batch"] = config.static_batch
+    return ArtifactMeta(
+        labels=tuple(card.labels) if task == "classify" else (),
+        image_size=card.image_size, mean=tuple(card.mean), std=tuple(card.std), task=task,
+        format=fmt.name, precision=config.precision,
+        source_sha256=file_sha256(checkpoint / WEIGHTS_FILE),
+        edgessl_version=library_versions()["edgessl"], extra=extra, output=output,
+        input_spec=input_spec(INPUT_NAME, card.image_size, config.embed_preprocessing,
+                              config.static_batch),
+        preprocessing=preprocessing_spec(card.mean, card.std, config.embed_preprocessing),
+        ssl_method=card.method, versions=library_versions(),
+    )
+
+
 def export_model(checkpoint: str | Path, config: ExportConfig = ExportConfig()) -> ExportResult:
-    """Export a classifier checkpoint and validate the artifact against PyTorch.
+    """Export a checkpoint and validate the artifact against PyTorch.
 
     Args:
-        checkpoint: a classifier checkpoint folder (from ``edgessl finetune``).
-        config: format, precision, calibration and output settings.
+        checkpoint: a classifier checkpoint folder (from ``edgessl finetune``), or a backbone
+            checkpoint (from ``edgessl pretrain``) for an embedding output.
+        config: format, precision, output, calibration, INT8 and output-folder settings.
 
     Returns:
-        The artifact's path and the validation report (see ``validate_artifact``).
+        The artifact's path and the validation report (see ``validate_artifact``), with the
+        scheme and why it was chosen, layers kept in float, size and ratio to fp32.
 
     Raises:
-        ConfigError: unknown format or precision (with the valid choices).
-        CheckpointError: not a checkpoint, or a backbone checkpoint without a classifier head.
+        ConfigError: unknown format, precision, output or scheme (with the valid choices).
+        CheckpointError: not a checkpoint, or a classifier output of a backbone checkpoint.
         OutputExistsError: the output folder exists and ``config.force`` is False.
         DataError: no calibration or validation images.
+        EdgesslError: ``quant.max_drop`` cannot be met.
     """
-    from edgessl import __version__
-    from edgessl.artifact import ArtifactMeta
-    from edgessl.checkpoint import WEIGHTS_FILE, read_card
-    from edgessl.export.formats import ExportRequest
-    from edgessl.io import atomic_dir, file_sha256, write_json
+    from edgessl.checkpoint import read_card
+    from edgessl.export.targets import default_output, export_module
+    from edgessl.io import atomic_dir, write_json
     from edgessl.models import load_model
-    from edgessl.runtimes.registry import RUNTIMES
 
     fmt = _check_config(config)
     checkpoint = Path(checkpoint)
     card = read_card(checkpoint)
-    if card.kind != "classifier":
-        raise CheckpointError(f"'{checkpoint}' is a {card.kind} checkpoint without a classifier "
-                              "head; run `edgessl finetune` on it first and export the result")
-    out = Path(config.out) if config.out else default_out(checkpoint, fmt.name, config.precision)
+    output = config.output or default_output(card.kind)
+    if config.quant.max_drop is not None and output in ("embedding", "embedding-l2"):
+        raise ConfigError("--max-drop needs class scores to measure top-1; export "
+                          "--output logits or probabilities, or drop --max-drop")
     model, card = load_model(checkpoint)
-    meta = ArtifactMeta(
-        labels=tuple(card.labels), image_size=card.image_size, mean=tuple(card.mean),
-        std=tuple(card.std), format=fmt.name, precision=config.precision,
-        source_sha256=file_sha256(checkpoint / WEIGHTS_FILE), edgessl_version=__version__,
-        extra={"backbone": card.backbone.get("name"), "method": card.method,
-               "checkpoint": checkpoint.resolve().name, "data": dict(card.data)},
-    )
+    module, task = export_module(model, card.kind, output, str(checkpoint))
+    out = Path(config.out) if config.out else default_out(checkpoint, fmt.name, config.precision)
+    meta = _meta(card, checkpoint, fmt, config, output, task)
     with atomic_dir(out, force=config.force) as tmp:
-        calibration = None
-        if config.precision == "int8":
-            from edgessl.export.calibration import calibration_set
+        written = fmt.export(_request(module, meta, tmp, card, config))
+        report = _report(written, module, card, config, fmt, checkpoint, meta)
+        write_json(tmp / SIDECAR_FILE, _sidecar(written.path))
+        write_json(tmp / REPORT_FILE, {**report, "path": str(out / written.path.name)})
+        if config.quant.max_drop is not None:
+            from edgessl.export.accuracy_control import check_max_drop
 
-            calibration = calibration_set(card, config.calib, config.calib_size)
-            log.info("calibrating on %d images from %s", len(calibration), calibration.source)
-        log.info("exporting %s to %s %s", checkpoint, fmt.name, config.precision)
-        written = fmt.export(ExportRequest(model, meta, tmp, ARTIFACT_STEM, config.precision,
-                                           calibration))
-        report = _validate(RUNTIMES.get(fmt.runtime).load(written), model, card, config)
-        report = {"format": fmt.name, "precision": config.precision,
-                  "path": str(out / written.name), "checkpoint": str(checkpoint),
-                  "source_sha256": meta.source_sha256, **report}
-        write_json(tmp / REPORT_FILE, report)
-    return ExportResult(out / written.name, report)
+            check_max_drop(report, config.quant.max_drop)
+    return ExportResult(out / written.path.name, {**report, "path": str(out / written.path.name)})
 
 
-def _validate(loaded, model, card, config: ExportConfig) -> dict:
+def _request(module, meta, tmp: Path, card, config: ExportConfig):
+    from edgessl.export.formats import ExportRequest
+    from edgessl.export.schemes import resolve_model_type
+
+    calibration = accuracy = None
+    if config.precision == "int8":
+        from edgessl.export.calibration import calibration_set
+
+        calibration = calibration_set(card, config.calib, config.calib_size)
+        log.info("calibrating on %d images from %s", len(calibration), calibration.source)
+        if config.quant.max_drop is not None:
+            from edgessl.export.accuracy_control import accuracy_data
+
+            accuracy = accuracy_data(card, config.data)
+    log.info("exporting %s %s to %s %s", meta.extra["checkpoint"], meta.output, meta.format,
+             meta.precision)
+    return ExportRequest(module, meta, tmp, ARTIFACT_STEM, config.precision, calibration,
+                         config.quant, resolve_model_type(config.quant, module), accuracy,
+                         config.embed_preprocessing, config.static_batch, config.simplify)
+
+
+def _sidecar(path: Path) -> dict:
+    """The metadata as embedded in the artifact (read back through its runtime's reader)."""
+    import json
+
+    from edgessl.runtimes.registry import load_any
+
+    return json.loads(load_any(path).meta.to_json())
+
+
+def _report(written, module, card, config: ExportConfig, fmt, checkpoint: Path, meta) -> dict:
     from edgessl.export.validate import validate_artifact
+    from edgessl.runtimes.registry import RUNTIMES
 
-    report = validate_artifact(loaded, model, card, config.data)
-    report["scheme"] = (loaded.meta.extra or {}).get("scheme", config.precision)
+    loaded = RUNTIMES.get(fmt.runtime).load(written.path)
+    checked = validate_artifact(loaded, module, card, config.data, meta.task)
+    scheme = written.details.get("scheme_details", {})
+    report = {
+        "format": fmt.name, "precision": config.precision, "output": meta.output,
+        "task": meta.task, "input": meta.input_spec, "checkpoint": str(checkpoint),
+        "source_sha256": meta.source_sha256, "scheme": scheme.get("scheme", config.precision),
+        "scheme_reason": scheme.get("scheme_reason", ""), "quantization": scheme,
+        **checked,
+        "fp32_size_mib": round(written.fp32_size_mib, 4),
+        "size_vs_fp32": round(checked["size_mib"] / written.fp32_size_mib, 4),
+        **{k: v for k, v in written.details.items() if k != "scheme_details"},
+    }
     if config.precision == "fp32" and report["max_abs_diff"] > FP32_WARN_DIFF:
-        log.warning("fp32 artifact differs from PyTorch by up to %.3g in the logits; "
+        log.warning("fp32 artifact differs from PyTorch by up to %.3g in its outputs; "
                     "check the runtime's inference precision", report["max_abs_diff"])
     return report

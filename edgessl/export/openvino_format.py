@@ -1,54 +1,75 @@
-"""OpenVINO IR export (``model.xml`` + ``model.bin``, dynamic batch); INT8 by NNCF.
+"""OpenVINO IR export (``model.xml`` + ``model.bin``, dynamic batch); fp16 weights; INT8 by NNCF.
 
-The PyTorch model is captured with ``torch.export`` and converted by ``openvino.convert_model``;
-fp32 weights are kept fp32 (``compress_to_fp16=False``) so the artifact matches PyTorch.
-INT8 is NNCF post-training quantization (``nncf.quantize``, performance preset: symmetric
-8-bit activations, per-channel weights, with fast bias correction).
+The PyTorch model is captured with ``torch.export`` and converted by ``openvino.convert_model``.
+fp32 keeps fp32 weights (``compress_to_fp16=False``) so the artifact matches PyTorch; fp16
+stores the weights as float16 (half the size; the CPU decompresses them at load). INT8 is NNCF
+post-training quantization (``nncf.quantize``; ``quantize_with_accuracy_control`` under
+``--max-drop``) with the overflow fix (7-bit weights) chosen for the target CPU.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
-import logging
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgessl.errors import EdgesslError
 
 if TYPE_CHECKING:
-    from edgessl.export.calibration import CalibrationSet
-    from edgessl.export.formats import ExportRequest
+    from edgessl.export.formats import ExportOutput, ExportRequest
 
 INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 
 
-def export_openvino(request: ExportRequest) -> Path:
+def export_openvino(request: ExportRequest) -> ExportOutput:
     """Write ``request.out_dir / (request.stem + ".xml")`` and its ``.bin`` with edgessl metadata.
 
     Returns:
-        The path of the ``.xml`` file.
+        The ``.xml`` path, the fp32 IR's size and the report details.
     """
     import openvino as ov
 
     from edgessl.artifact import META_KEY
+    from edgessl.export.formats import ExportOutput
+    from edgessl.export.preprocessing import embed_openvino, fix_batch_openvino
 
-    ov_model = torch_to_openvino(request.model, request.meta.image_size)
-    if request.precision == "fp32":
-        extra = {"scheme": "fp32"}
+    meta = request.meta
+    ov_model = torch_to_openvino(request.model, meta.image_size, meta.output.removesuffix("-l2"))
+    fp32_size = _fp32_size_mib(ov_model)
+    details: dict = {}
+    if request.precision == "int8":
+        from edgessl.export.accuracy_control import kept_in_float_openvino
+
+        ov_model, extra = quantize_openvino(ov_model, request)
+        details["kept_in_float"], details["compute_layers"] = kept_in_float_openvino(ov_model)
+    elif request.precision == "fp16":
+        extra = {"scheme": "fp16", "weights": "float16 (compressed)", "io": "float32"}
     else:
-        ov_model, extra = quantize_openvino(ov_model, request.calibration)
-    meta = dataclasses.replace(request.meta, extra={**(request.meta.extra or {}), **extra})
+        extra = {"scheme": "fp32"}
+    if request.embed_preprocessing:
+        ov_model = embed_openvino(ov_model, meta.mean, meta.std)
+    if request.static_batch:
+        fix_batch_openvino(ov_model, request.static_batch)
+    meta = dataclasses.replace(meta, extra={**(meta.extra or {}), **extra})
     ov_model.set_rt_info(meta.to_json(), META_KEY)
     out = request.out_dir / f"{request.stem}.xml"
-    ov.save_model(ov_model, str(out), compress_to_fp16=False)
-    return out
+    ov.save_model(ov_model, str(out), compress_to_fp16=request.precision == "fp16")
+    return ExportOutput(out, fp32_size, {**details, "scheme_details": extra})
 
 
-def torch_to_openvino(model, image_size: int):
-    """The classifier as an ``openvino.Model`` with input [?, 3, S, S] -> output [?, C]."""
+def _fp32_size_mib(ov_model) -> float:
+    """Size of the model saved as an fp32 IR (the reference of the compression ratio)."""
+    import openvino as ov
+
+    with tempfile.TemporaryDirectory(prefix="edgessl-fp32-") as tmp:
+        xml = Path(tmp) / "fp32.xml"
+        ov.save_model(ov_model, str(xml), compress_to_fp16=False)
+        return (xml.stat().st_size + xml.with_suffix(".bin").stat().st_size) / 2**20
+
+
+def torch_to_openvino(model, image_size: int, output: str = "logits"):
+    """The module as an ``openvino.Model`` with input [?, 3, S, S] -> output [?, C]."""
     import openvino as ov
     import torch
 
@@ -64,48 +85,19 @@ def torch_to_openvino(model, image_size: int):
                            f"({first}); try --format onnx or another backbone") from exc
     ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([-1, 3, image_size, image_size])})
     ov_model.inputs[0].get_tensor().set_names({INPUT_NAME})
-    ov_model.outputs[0].get_tensor().set_names({OUTPUT_NAME})
+    ov_model.outputs[0].get_tensor().set_names({output})
     return ov_model
 
 
-def quantize_openvino(ov_model, calibration: CalibrationSet | None):
-    """NNCF post-training INT8 quantization of ``ov_model`` on the calibration images.
+def quantize_openvino(ov_model, request: ExportRequest):
+    """NNCF INT8 quantization of ``ov_model`` (plain or accuracy-aware) with an ISA-safe scheme.
 
     Returns:
-        (the quantized model, the scheme description recorded in the metadata).
+        (the quantized model, the scheme entries recorded in the metadata).
     """
-    from edgessl.data.preprocess import preprocess
+    from edgessl.export.accuracy_control import nncf_quantize
+    from edgessl.export.schemes import choose_scheme
 
-    nncf = _import_nncf()
-
-    if calibration is None or len(calibration) == 0:
-        raise EdgesslError("int8 export needs calibration images; pass --calib")
-
-    def transform(path):
-        # One image per item: NNCF statistics are defined per sample and batch 1 is exact.
-        return preprocess(path, calibration.image_size, calibration.mean, calibration.std)[None]
-
-    nncf.set_log_level(logging.ERROR)  # its INFO lines are about NNCF internals
-    # NNCF draws progress bars on stdout; they are useful on long calibrations, noise under -q.
-    quiet = not logging.getLogger("edgessl").isEnabledFor(logging.INFO)
-    with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
-        quantized = nncf.quantize(ov_model, nncf.Dataset(list(calibration.paths), transform),
-                                  preset=nncf.QuantizationPreset.PERFORMANCE,
-                                  subset_size=len(calibration))
-    extra = {"scheme": "nncf-performance", "quantizer": f"nncf.quantize {nncf.__version__}",
-             "preset": "performance", "activations": "int8 symmetric per-tensor",
-             "weights": "int8 symmetric per-channel", "calib_images": len(calibration)}
-    return quantized, extra
-
-
-def _import_nncf():
-    """Import NNCF without the warning torch logs when NNCF probes for a CUDA toolkit."""
-    quiet = logging.getLogger("torch.utils.cpp_extension")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        import nncf
-        import torch.utils.cpp_extension  # noqa: F401 - NNCF imports it later; warn-free here
-    finally:
-        quiet.setLevel(level)
-    return nncf
+    choice = choose_scheme("nncf", request.quant)
+    quantized, extra = nncf_quantize(ov_model, request, choice)
+    return quantized, {"scheme": choice.name, "scheme_reason": choice.reason, **extra}

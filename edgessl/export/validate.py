@@ -17,6 +17,7 @@ from edgessl.errors import DataError
 log = logging.getLogger("edgessl")
 
 BATCH_SIZE = 64
+UNLABELED_SAMPLE = 256
 
 
 def artifact_files(path: Path) -> list[Path]:
@@ -61,58 +62,107 @@ def validation_samples(card: ModelCard, data: str | Path | None) -> tuple[list[P
     return paths, labels
 
 
-def _logits(run, paths: list[Path], card: ModelCard) -> np.ndarray:
-    from edgessl.data.preprocess import preprocess_batch
+def _outputs(run, paths: list[Path], card: ModelCard, raw: bool, batch_size: int) -> np.ndarray:
+    """Run ``run`` over the images: uint8 [B, S, S, 3] when ``raw``, else float32 [B, 3, S, S]
+    computed from the same pixels exactly as ``edgessl.data.preprocess.to_chw`` does."""
+    from edgessl.export.preprocessing import raw_batch
 
+    mean, std = np.asarray(card.mean, np.float32), np.asarray(card.std, np.float32)
     out = []
-    for i in range(0, len(paths), BATCH_SIZE):
-        batch = preprocess_batch(paths[i:i + BATCH_SIZE], card.image_size, card.mean, card.std)
-        out.append(run(batch))
+    for i in range(0, len(paths), batch_size):
+        pixels = raw_batch(paths[i:i + batch_size], card.image_size)
+        if raw:
+            out.append(run(pixels))
+        else:
+            x = (pixels.astype(np.float32) / 255.0 - mean) / std
+            out.append(run(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
     return np.concatenate(out).astype(np.float64)
 
 
-def validate_artifact(loaded, model, card: ModelCard, data: str | Path | None = None) -> dict:
-    """Compare an exported artifact with the PyTorch model on the validation images.
+def _samples(card: ModelCard, data, task: str):
+    """Labeled val samples; for an embedding model of unlabeled data, a seeded image sample
+    with labels None (parity is still measured, top-1 is not)."""
+    try:
+        return validation_samples(card, data)
+    except DataError:
+        if task != "embed":
+            raise
+    import random
+
+    from edgessl.data.images import find_images
+
+    root = data if data is not None else card.data.get("path")
+    if not root or not Path(root).is_dir():
+        raise DataError("no images to validate the embedding model on; pass --data")
+    paths = sorted(find_images(root, "validation folder"))
+    if len(paths) > UNLABELED_SAMPLE:
+        paths = sorted(random.Random(0).sample(paths, UNLABELED_SAMPLE))
+    return paths, None
+
+
+def _predictions(out: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
+    """Predicted classes: argmax of scores, or for embeddings the label of each image's nearest
+    other val image by cosine (leave-one-out 1-NN)."""
+    if task == "classify":
+        return out.argmax(1)
+    unit = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, -np.inf)
+    return labels[sim.argmax(1)]
+
+
+def validate_artifact(loaded, model, card: ModelCard, data: str | Path | None = None,
+                      task: str = "classify") -> dict:
+    """Compare an exported artifact with the PyTorch module on the validation images.
 
     Args:
         loaded: the artifact loaded in its runtime (a ``LoadedModel``).
-        model: the PyTorch classifier in eval mode.
+        model: the PyTorch module that was exported, in eval mode.
         card: the checkpoint's model card.
         data: a labeled folder to validate on; None for the checkpoint's own data.
+        task: "classify" (top-1 by argmax) or "embed" (top-1 by leave-one-out 1-NN).
 
     Returns:
         A dict: ``val_images``; ``max_abs_diff``, ``mean_abs_diff`` and ``cosine`` (mean
-        per-image cosine similarity) of the logits; ``top1_artifact`` and ``top1_pytorch``
+        per-image cosine similarity) of the outputs; ``top1_artifact`` and ``top1_pytorch``
         (fractions); ``top1_agreement`` (fraction of images where both predict the same
         class); ``top1_drop_points`` (PyTorch minus artifact, percentage points);
-        ``size_mib``; ``load_seconds``; ``execution`` (runtime, device, provider, version).
+        ``size_mib``; ``load_seconds``; ``execution`` (runtime, device, provider, version);
+        ``top1_method``.
     """
     import torch
 
-    paths, labels = validation_samples(card, data)
+    paths, labels = _samples(card, data, task)
+    meta = loaded.meta
+    batch_size = int((meta.extra or {}).get("static_batch") or BATCH_SIZE)
 
     def run_torch(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return model(torch.from_numpy(batch)).float().numpy()
 
-    ref = _logits(run_torch, paths, card)
-    got = _logits(loaded.run, paths, card)
+    ref = _outputs(run_torch, paths, card, False, BATCH_SIZE)
+    got = _outputs(loaded.run, paths, card, meta.raw_input, batch_size)
     diff = np.abs(got - ref)
     norms = np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1)
     cosine = np.sum(got * ref, axis=1) / np.maximum(norms, 1e-12)
-    pred_ref, pred_got = ref.argmax(1), got.argmax(1)
-    top1_ref = float(np.mean(pred_ref == labels))
-    top1_got = float(np.mean(pred_got == labels))
+    if labels is None:  # unlabeled images (a backbone pretrained on an unlabeled pool)
+        top1 = {"top1_artifact": None, "top1_pytorch": None, "top1_agreement": None,
+                "top1_drop_points": None, "top1_method": "none (unlabeled data)"}
+    else:
+        pred_ref, pred_got = _predictions(ref, labels, task), _predictions(got, labels, task)
+        top1_ref, top1_got = float(np.mean(pred_ref == labels)), float(np.mean(pred_got == labels))
+        top1 = {"top1_artifact": top1_got, "top1_pytorch": top1_ref,
+                "top1_agreement": float(np.mean(pred_ref == pred_got)),
+                "top1_drop_points": round((top1_ref - top1_got) * 100, 4),
+                "top1_method": "argmax" if task == "classify"
+                else "leave-one-out 1-NN (cosine) on val"}
     ex = loaded.execution
     return {
         "val_images": len(paths),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
         "cosine": float(cosine.mean()),
-        "top1_artifact": top1_got,
-        "top1_pytorch": top1_ref,
-        "top1_agreement": float(np.mean(pred_ref == pred_got)),
-        "top1_drop_points": round((top1_ref - top1_got) * 100, 4),
+        **top1,
         "size_mib": round(artifact_size_mib(loaded.path), 4),
         "load_seconds": round(loaded.load_seconds, 4),
         "execution": {"runtime": ex.runtime, "device": ex.device, "provider": ex.provider,

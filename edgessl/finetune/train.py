@@ -105,7 +105,7 @@ def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg,
     with torch.no_grad():  # W((x - mu) / sigma) + b == (W / sigma) x + (b - W mu / sigma)
         model.head.weight.copy_(head.weight / sigma)
         model.head.bias.copy_(head.bias - (head.weight / sigma) @ mu)
-    return float(loss)
+    return loss.item()
 
 
 def train_full(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr):
@@ -133,7 +133,7 @@ def train_full(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs,
                 bar.set_postfix(loss=f"{loss.item():.3f}")
                 bar.update(1)
     model.eval()
-    return float(loss)
+    return loss.item()
 
 
 def _check(cfg: FinetuneConfig, mode: str) -> None:

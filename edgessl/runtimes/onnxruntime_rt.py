@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.artifact import META_KEY, ArtifactMeta
-from edgessl.errors import CheckpointError, DataError, DeviceUnavailableError
+from edgessl.errors import CheckpointError, DeviceUnavailableError
 from edgessl.runtimes.base import ExecutionInfo
 
 # Device names users type -> the ONNX Runtime provider that serves them.
@@ -86,52 +86,111 @@ class OnnxRuntimeModel:
         self.load_seconds = load_seconds
         self.session = session
         self._input = session.get_inputs()[0].name
+        # What ran, for reports: every provider of the session, and the thread settings.
+        self.session_providers: tuple[str, ...] = tuple(session.get_providers())
+        self.settings: dict = {}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch float32 [N, 3, S, S] (normalised); returns float32 [N, C] logits."""
-        size = self.meta.image_size
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != (3, size, size):
-            raise DataError(f"'{self.path}' takes float32 [N, 3, {size}, {size}] inputs, "
-                            f"got shape {list(batch.shape)}; preprocess with the artifact's meta")
-        x = np.ascontiguousarray(batch, dtype=np.float32)
+        """Run one batch float32 [N, 3, S, S] (normalised), or uint8 [N, S, S, 3] for artifacts
+        with embedded preprocessing; returns float32 [N, C] scores (or [N, D] embeddings)."""
+        x = self.meta.check_batch(batch, self.path)
         return np.asarray(self.session.run(None, {self._input: x})[0], dtype=np.float32)
 
 
-def load(path: Path, device: str = "CPU") -> OnnxRuntimeModel:
-    """Load the ONNX file ``path`` in ONNX Runtime on ``device``.
+def _session_options(profile, batch: int | None, path: Path):
+    """SessionOptions from a device profile: intra-op threads and, for static-shape devices,
+    the dynamic batch axis fixed to ``batch``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+    if profile is not None and profile.threads:
+        options.intra_op_num_threads = profile.threads
+    if batch is not None:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        dim = graph.input[0].type.tensor_type.shape.dim[0]
+        if dim.dim_param:  # NPUs (QNN) compile for fixed shapes; ORT fixes the named axis
+            options.add_free_dimension_override_by_name(dim.dim_param, batch)
+    return options
+
+
+def _providers(device: str, profile) -> tuple[list[str], list[dict]]:
+    """Providers (preferred first) and their options: the profile's, else the one for device."""
+    import onnxruntime as ort
+
+    if profile is None:
+        provider = _provider_for(device)
+        # CPU is listed last so that operators the accelerator lacks still run; load() checks
+        # that the accelerator itself did start.
+        names = [provider] if provider == "CPUExecutionProvider" else [provider,
+                                                                       "CPUExecutionProvider"]
+        return names, [{} for _ in names]
+    available = ort.get_available_providers()
+    missing = [p for p in profile.providers if p not in available]
+    if missing:
+        from edgessl.devices.availability import PROVIDER_PACKAGES
+
+        raise DeviceUnavailableError(
+            f"ONNX Runtime {ort.__version__} on this host has no {', '.join(missing)} for "
+            f"profile '{profile.name}' (available: {', '.join(available)}); "
+            f"{PROVIDER_PACKAGES.get(missing[0], profile.setup or 'install it')}"
+        )
+    names = list(profile.providers)
+    return names, [{k: str(v) for k, v in profile.provider_options.get(p, {}).items()}
+                   for p in names]
+
+
+def load(path: Path, device: str = "CPU", profile=None, batch: int | None = None
+         ) -> OnnxRuntimeModel:
+    """Load the ONNX file ``path`` in ONNX Runtime on ``device`` or with a device profile.
 
     Args:
         path: a ``.onnx`` file written by ``edgessl export``.
-        device: "CPU", "CUDA" (or "GPU"), "TENSORRT", ..., or a provider name.
+        device: "CPU", "CUDA" (or "GPU"), "TENSORRT", ..., or a provider name; ignored when
+            ``profile`` is given.
+        profile: a DeviceProfile: its providers (with their options) and threads are used, and
+            every accelerator provider it lists must be running in the session.
+        batch: fix the dynamic batch axis to this size (static-shape devices); None = dynamic.
 
     Raises:
-        DeviceUnavailableError: if the provider for ``device`` is missing or failed to start.
+        DeviceUnavailableError: if a provider is missing or failed to start.
         CheckpointError: if ``path`` is not a valid ONNX model or lacks edgessl metadata.
     """
     import onnxruntime as ort
 
     path = Path(path)
-    provider = _provider_for(device)
-    # CPU is listed last so that operators the accelerator lacks still run; the check below
-    # makes sure the accelerator itself did start.
-    providers = [provider] if provider == "CPUExecutionProvider" else [provider,
-                                                                       "CPUExecutionProvider"]
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+    providers, provider_options = _providers(device, profile)
+    wanted = [p for p in providers if p != "CPUExecutionProvider"] or providers
     start = time.perf_counter()
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        options = _session_options(profile, batch, path)
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers,
+                                       provider_options=provider_options)
     except Exception as exc:  # noqa: BLE001 - ORT raises several pybind types for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if wanted != ["CPUExecutionProvider"]:  # an accelerator may be what failed
+            raise DeviceUnavailableError(
+                f"ONNX Runtime could not create a session for '{path}' with "
+                f"{', '.join(providers)} ({first[:200]}); check the accelerator's drivers, "
+                "or the model with --device CPU") from None
         raise CheckpointError(f"'{path}' is not a valid ONNX model ({first[:200]}); "
                               "re-export it with edgessl export") from None
     load_seconds = time.perf_counter() - start
     used = session.get_providers()
-    if provider not in used:
+    dropped = [p for p in wanted if p not in used]
+    if dropped:  # ORT drops a provider that fails to initialise and carries on without it
         raise DeviceUnavailableError(
-            f"ONNX Runtime could not start {provider} for '{device}' (session uses "
+            f"ONNX Runtime could not start {', '.join(dropped)} for "
+            f"'{profile.name if profile is not None else device}' (session uses "
             f"{', '.join(used)}); check the accelerator's drivers or use --device CPU"
         )
     execution = ExecutionInfo(runtime="onnxruntime", device=_device_of(used[0]),
                               provider=used[0], version=ort.__version__)
-    return OnnxRuntimeModel(path, session, _read_meta(session, path), execution, load_seconds)
+    model = OnnxRuntimeModel(path, session, _read_meta(session, path), execution, load_seconds)
+    model.session_providers = tuple(used)
+    threads = options.intra_op_num_threads
+    model.settings = {"providers": ",".join(used),
+                      "intra_op_num_threads": threads if threads else "default (physical cores)"}
+    return model

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.artifact import META_KEY, ArtifactMeta
-from edgessl.errors import CheckpointError, DataError, DeviceUnavailableError
+from edgessl.errors import CheckpointError, DeviceUnavailableError
 
 # Virtual devices that dispatch to real ones; EXECUTION_DEVICES says which ran.
 VIRTUAL_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")
@@ -83,6 +83,9 @@ class OpenVinoModel:
         meta: the edgessl metadata embedded in the IR.
         execution: the devices that execute it (``EXECUTION_DEVICES``) and their full name.
         load_seconds: time to read and compile the model, in s.
+        execution_devices: ``EXECUTION_DEVICES`` of the compiled model (["CPU"], ["GPU.0"]).
+        settings: properties read back from the compiled model (hint, streams, threads,
+            inference precision, optimal number of infer requests).
     """
 
     def __init__(self, path: Path, compiled, meta: ArtifactMeta, execution,
@@ -93,44 +96,92 @@ class OpenVinoModel:
         self.load_seconds = load_seconds
         self.compiled = compiled
         self._request = compiled.create_infer_request()
+        self.execution_devices: tuple[str, ...] = ()
+        self.settings: dict = {}
+        self._recompile = None  # (core, model, device, config) for compile_for_throughput
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch float32 [N, 3, S, S] (normalised); returns float32 [N, C] logits."""
-        size = self.meta.image_size
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != (3, size, size):
-            raise DataError(f"'{self.path}' takes float32 [N, 3, {size}, {size}] inputs, "
-                            f"got shape {list(batch.shape)}; preprocess with the artifact's meta")
-        x = np.ascontiguousarray(batch, dtype=np.float32)
+        """Run one batch float32 [N, 3, S, S] (normalised), or uint8 [N, S, S, 3] for artifacts
+        with embedded preprocessing; returns float32 [N, C] scores (or [N, D] embeddings)."""
+        x = self.meta.check_batch(batch, self.path)
         self._request.infer({0: x})
         return np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
+    def compile_for_throughput(self, hint: str = "THROUGHPUT", streams: int = 0):
+        """The same model compiled again with a throughput hint (and ``streams`` if > 0), for
+        an AsyncInferQueue. Returns (compiled model, properties read back from it)."""
+        core, model, device, config = self._recompile
+        config = {**config, "PERFORMANCE_HINT": hint}
+        if streams:
+            config["NUM_STREAMS"] = str(streams)
+        compiled = core.compile_model(model, device, config)
+        return compiled, read_settings(compiled)
 
-def load(path: Path, device: str = "CPU") -> OpenVinoModel:
-    """Read and compile the OpenVINO IR ``path`` for ``device``.
+
+READ_BACK = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS",
+             "INFERENCE_PRECISION_HINT", "OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+
+
+def read_settings(compiled) -> dict:
+    """Properties in READ_BACK that the compiled model reports, as strings."""
+    settings = {}
+    for key in READ_BACK:
+        try:
+            value = compiled.get_property(key)
+        except Exception:  # noqa: BLE001 - not every plugin reports every property
+            continue
+        settings[key] = value.to_string() if hasattr(value, "to_string") else str(value)
+    settings["EXECUTION_DEVICES"] = ",".join(compiled.get_property("EXECUTION_DEVICES"))
+    return settings
+
+
+def compile_config(meta: ArtifactMeta, device: str, profile=None) -> dict:
+    """Compile properties: the profile's hint, threads and extra config, and f32 inference for
+    fp32 artifacts.
 
     An fp32 artifact is compiled with inference precision f32: OpenVINO otherwise runs it in
     bf16 on CPUs that have it (and f16 on GPUs), which breaks parity with PyTorch. An int8
-    artifact keeps the device's default precision for its non-quantized layers.
+    artifact keeps the device's default precision for its non-quantized layers, and so does
+    any artifact on an NPU (it computes in f16 only).
+    """
+    config = {}
+    if meta.precision == "fp32" and not device.startswith("NPU"):
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    if profile is not None:
+        config["PERFORMANCE_HINT"] = profile.performance_hint
+        if profile.threads and device.startswith("CPU"):
+            config["INFERENCE_NUM_THREADS"] = str(profile.threads)
+        config.update({str(k): str(v) for k, v in profile.openvino_config.items()})
+    return config
+
+
+def load(path: Path, device: str = "CPU", profile=None, batch: int | None = None
+         ) -> OpenVinoModel:
+    """Read and compile the OpenVINO IR ``path`` for ``device`` or a device profile.
 
     Args:
         path: a ``.xml`` file written by ``edgessl export --format openvino``.
-        device: "CPU", "GPU", "NPU", "AUTO", ... as OpenVINO names them.
+        device: "CPU", "GPU", "NPU", "AUTO", ... as OpenVINO names them; ignored when
+            ``profile`` is given.
+        profile: a DeviceProfile: its device, performance hint, threads and openvino_config.
+        batch: reshape the input to [batch, 3, S, S] before compiling (static-shape devices
+            such as NPUs need it); None = keep the IR's (dynamic) batch.
 
     Raises:
-        DeviceUnavailableError: if OpenVINO does not see ``device`` here.
+        DeviceUnavailableError: if OpenVINO does not see the device here or cannot compile.
         CheckpointError: if ``path`` is not a valid IR or lacks edgessl metadata.
     """
     import openvino as ov
 
-    from edgessl.runtimes.base import ExecutionInfo
-
     path = Path(path)
     core = ov.Core()
-    device = _check_device(core, device)
+    device = _check_device(core, profile.device if profile is not None else device)
     start = time.perf_counter()
     model = _read_ir(core, path)
     meta = _read_meta(model, path)
-    config = {"INFERENCE_PRECISION_HINT": "f32"} if meta.precision == "fp32" else {}
+    if batch is not None:
+        model.reshape({0: [batch, 3, meta.image_size, meta.image_size]})
+    config = compile_config(meta, device, profile)
     try:
         compiled = core.compile_model(model, device, config)
     except Exception as exc:  # noqa: BLE001 - plugin failures are RuntimeErrors
@@ -140,6 +191,19 @@ def load(path: Path, device: str = "CPU") -> OpenVinoModel:
             f"({lines[-1].strip()[:200] if lines else type(exc).__name__}); try --device CPU"
         ) from None
     load_seconds = time.perf_counter() - start
+    loaded = OpenVinoModel(path, compiled, meta, _execution(core, compiled), load_seconds)
+    loaded.execution_devices = tuple(compiled.get_property("EXECUTION_DEVICES"))
+    loaded.settings = read_settings(compiled)
+    loaded._recompile = (core, model, device, config)
+    return loaded
+
+
+def _execution(core, compiled):
+    """ExecutionInfo from what the compiled model reports (devices, their names, precision)."""
+    import openvino as ov
+
+    from edgessl.runtimes.base import ExecutionInfo
+
     devices = list(compiled.get_property("EXECUTION_DEVICES"))
     names = []
     for d in devices:
@@ -152,7 +216,6 @@ def load(path: Path, device: str = "CPU") -> OpenVinoModel:
         precision = f" (inference precision {getattr(hint, 'to_string', hint.__str__)()})"
     except Exception:  # noqa: BLE001 - not every plugin reports it
         precision = ""
-    execution = ExecutionInfo(runtime="openvino", device=",".join(devices),
-                              provider=f"OpenVINO {'; '.join(names)}{precision}",
-                              version=ov.get_version())
-    return OpenVinoModel(path, compiled, meta, execution, load_seconds)
+    return ExecutionInfo(runtime="openvino", device=",".join(devices),
+                         provider=f"OpenVINO {'; '.join(names)}{precision}",
+                         version=ov.get_version())

@@ -1,0 +1,56 @@
+"""Time ``edgessl quickstart`` end to end in a fresh folder and keep its tables.
+
+Usage: python benchmarks/quickstart.py [--keep DIR]
+
+Runs the real CLI in a subprocess (cold imports included, as a user sees it), prints the wall
+time and the quickstart's output, and writes benchmarks/results/quickstart.json with the wall
+time, the per-stage timings, the accuracy table and the benchmark rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, help="Run in this folder and keep its outputs.")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="edgessl-quickstart-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "EDGESSL_PROGRESS": "0"}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "edgessl", "quickstart"], cwd=work, env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    print(proc.stdout)
+    if proc.returncode != 0:
+        print(proc.stderr, file=sys.stderr)
+        sys.exit(proc.returncode)
+    summary = json.loads((work / "quickstart.json").read_text())
+    record = {"wall_s": round(wall, 1), "cpu_count": os.cpu_count(),
+              "timings_s": summary["timings_s"], "accuracy": summary["accuracy"],
+              "exports": [{k: e[k] for k in ("format", "precision", "max_abs_diff",
+                                             "top1_artifact", "top1_pytorch",
+                                             "top1_drop_points", "size_mib")}
+                          for e in summary["exports"]],
+              "stdout": proc.stdout}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "quickstart.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"quickstart wall time: {wall:.0f} s on {os.cpu_count()} CPU cores")
+    if args.keep is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""``edgessl deploy``: a bundle to copy to a device (model, runner, requirements, README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgessl.cli.app import app, echo, user_errors
+
+
+@app.command("deploy")
+def deploy(
+    model: Path = typer.Argument(
+        ..., metavar="MODEL", help="A classifier checkpoint folder, or a .onnx / .xml artifact."),
+    profile: str = typer.Option("cpu", "--profile",
+                                help="Device profile: a shipped name (see edgessl devices) "
+                                     "or a .toml file."),
+    out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
+    archive: bool = typer.Option(False, "--archive", help="Also write <out>.tar.gz."),
+    runtime: str | None = typer.Option(
+        None, "--runtime", help="onnxruntime or openvino [default: the profile's first]."),
+    precision: list[str] = typer.Option(
+        [], "--precision", help="Precision to export (repeatable) [default: the profile's]."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Labeled folder for smoke images and the host baseline "
+                             "[default: the model's data]."),
+    smoke_per_class: int = typer.Option(2, "--smoke-per-class",
+                                        help="Smoke-test images per class (0 = none)."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline",
+                                  help="Measure the host's accuracy and latency."),
+    iterations: int = typer.Option(100, "--iterations", help="Timed runs for the baseline."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing bundle."),
+) -> None:
+    """Write a bundle for a device: artifact(s), run.py, requirements.txt, smoke images, README."""
+    with user_errors():
+        from edgessl.deploy.bundle import DeployConfig, build_bundle, bundle_summary
+
+        config = DeployConfig(
+            profile=profile, out=str(out), runtime=runtime, precisions=tuple(precision),
+            data=None if data is None else str(data), smoke_per_class=smoke_per_class,
+            baseline=baseline, iterations=iterations, archive=archive, force=force,
+        )
+        echo(bundle_summary(build_bundle(model, config)))

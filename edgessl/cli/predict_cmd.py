@@ -1,0 +1,94 @@
+"""``edgessl predict``: classify (or embed) images with an exported model or a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from edgessl.cli.app import app, echo, user_errors
+
+
+def load_for_predict(model: Path, device: str):
+    """An exported artifact via edgessl.runtime, or a checkpoint folder via PyTorch."""
+    from edgessl.runtime.model import DeployedModel, load
+
+    if model.is_dir():
+        from edgessl.runtimes import torch_rt
+
+        if not torch_rt.accepts(model):
+            from edgessl.errors import CheckpointError
+
+            raise CheckpointError(f"'{model}' is a folder without card.json; pass a checkpoint "
+                                  "folder, a .onnx file or an OpenVINO .xml file")
+        return DeployedModel(torch_rt.load(model, device=device))
+    return load(model, device=device)
+
+
+def device_from_profile(profile: str, model: Path) -> str:
+    """The device a profile names for the runtime that runs ``model``."""
+    from edgessl.deploy.bundle import device_for
+    from edgessl.devices.profile import load_profile
+    from edgessl.errors import ConfigError
+    from edgessl.runtime.model import runtime_of
+
+    prof = load_profile(profile)
+    runtime = "pytorch" if model.is_dir() else runtime_of(model)[0]
+    if runtime not in prof.runtimes:
+        raise ConfigError(f"profile '{prof.name}' runs {', '.join(prof.runtimes)}, not "
+                          f"{runtime} ('{model.name}'); export the model for one of those")
+    return device_for(prof, runtime)
+
+
+def format_prediction(p) -> str:
+    if p.embedding is not None:
+        head = ", ".join(f"{v:.4f}" for v in p.embedding[:4])
+        return f"{p.source}  embedding[{p.embedding.size}]  [{head}, ...]"
+    return f"{p.source}  " + "  ".join(f"{label} {score:.3f}" for label, score in p.top_k)
+
+
+@app.command("predict")
+def predict(
+    model: Path = typer.Argument(
+        ..., metavar="MODEL", help="A .onnx file, an OpenVINO .xml file or a checkpoint folder."),
+    images: list[Path] = typer.Argument(..., metavar="IMAGE_OR_DIR...",
+                                        help="Image files and folders (searched recursively).",
+                                        show_default=False),
+    top_k: int = typer.Option(1, "--top-k", "-k", help="Labels to show per image."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Write predictions to this JSON file ('-' for stdout)."),
+    profile: str | None = typer.Option(
+        None, "--profile", help="Device profile (name or .toml) whose device to run on."),
+    device: str = typer.Option("CPU", "--device",
+                               help="Device to run on (ignored with --profile)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per run."),
+) -> None:
+    """Classify images (or embed them, for an embedding model): label and probability each."""
+    with user_errors():
+        from edgessl.runtime.model import iter_image_files
+
+        if profile is not None:
+            device = device_from_profile(profile, model)
+        loaded = load_for_predict(model, device)
+        files = iter_image_files(images)
+        results = []
+        to_stdout = json_path is not None and str(json_path) == "-"
+        with typer.progressbar(length=len(files), label="predicting", file=sys.stderr,
+                               hidden=len(files) < 2 * batch_size) as bar:
+            for chunk in loaded.iter_predict(files, top_k=top_k, batch_size=batch_size):
+                bar.update(len(chunk))
+                results += [p.to_dict() for p in chunk]
+                if json_path is None:
+                    for p in chunk:
+                        echo(format_prediction(p))
+        if json_path is not None:
+            data = {"model": str(model), "runtime": loaded.execution.runtime,
+                    "provider": loaded.execution.provider, "predictions": results}
+            if to_stdout:
+                echo(json.dumps(data, indent=2))
+            else:
+                from edgessl.io import write_json
+
+                echo(f"wrote {write_json(json_path, data)} ({len(results)} images)")

@@ -1,0 +1,383 @@
+"""``build_bundle``: a model + a device profile -> a folder to copy to the device and run there.
+
+A bundle holds the artifact(s) chosen for the profile, ``bundle.json`` (what it holds), the
+profile, ``run.py`` (predict, benchmark, smoke test) with the light part of edgessl it needs
+under ``lib/``, ``requirements.txt`` for the target, smoke-test images with the host's
+predictions for them, the host's baseline accuracy and latency, and a README for the device.
+It is assembled under a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import logging
+import shutil
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgessl.errors import CheckpointError, ConfigError, unknown_choice
+
+log = logging.getLogger("edgessl")
+
+TEMPLATES = Path(__file__).parent / "templates"
+# The runtimes a bundle can use (PyTorch is what bundles avoid) and their export format.
+FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "openvino": "openvino"}
+# Light edgessl modules the runner imports (relative to the package); the runtime's own module
+# is added per bundle. tests/test_deploy.py checks that nothing else is imported.
+VENDORED = (
+    "__init__.py", "errors.py", "artifact.py",
+    "data/__init__.py", "data/images.py", "data/preprocess.py", "data/labeled.py",
+    "runtimes/__init__.py", "runtimes/base.py",
+    "runtime/__init__.py", "runtime/model.py", "runtime/measure.py", "runtime/runner.py",
+)
+RUNTIME_MODULE = {"onnxruntime": "runtimes/onnxruntime_rt.py",
+                  "openvino": "runtimes/openvino_rt.py"}
+# ONNX Runtime ships each execution provider in its own package.
+ORT_PACKAGE_FOR_PROVIDER = {
+    "CUDAExecutionProvider": "onnxruntime-gpu", "TensorrtExecutionProvider": "onnxruntime-gpu",
+    "QNNExecutionProvider": "onnxruntime-qnn", "DmlExecutionProvider": "onnxruntime-directml",
+    "OpenVINOExecutionProvider": "onnxruntime-openvino",
+}
+BASE_REQUIREMENTS = ("numpy>=1.26", "pillow>=10.0")
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """How to build a bundle.
+
+    Attributes:
+        profile: a shipped profile name ("cpu") or a profile ``.toml`` path.
+        out: the bundle folder to write.
+        runtime: onnxruntime or openvino; None = the profile's first one a bundle can use.
+        precisions: precisions to export (a checkpoint only); empty = the profile's.
+        data: labeled folder for smoke images and the host baseline; None = the model's data.
+        smoke_per_class: val images per class copied as the smoke-test set (0 = none).
+        baseline: measure the host's accuracy and latency into ``baseline.json``.
+        warmup, iterations: for the host baseline.
+        archive: also write ``<out>.tar.gz``.
+        force: replace an existing ``out`` (and archive).
+    """
+
+    profile: str = "cpu"
+    out: str = "bundle"
+    runtime: str | None = None
+    precisions: tuple[str, ...] = ()
+    data: str | None = None
+    smoke_per_class: int = 2
+    baseline: bool = True
+    warmup: int = 10
+    iterations: int = 100
+    archive: bool = False
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.smoke_per_class < 0:
+            raise ConfigError(f"--smoke-per-class must be ≥ 0, got {self.smoke_per_class}")
+        if self.warmup < 0 or self.iterations < 1:
+            raise ConfigError(f"--iterations must be ≥ 1 and warmup ≥ 0, got {self.iterations} "
+                              f"and {self.warmup}")
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    """What ``build_bundle`` wrote: the folder, the archive (or None) and the bundle.json data."""
+
+    path: Path
+    archive: Path | None
+    bundle: dict
+
+
+def choose_runtime(profile, wanted: str | None) -> str:
+    """The runtime a bundle for ``profile`` uses: ``wanted``, or the profile's first usable one.
+
+    Raises:
+        ConfigError: when ``wanted`` is not one of the profile's, or the profile has none usable.
+    """
+    usable = [r for r in profile.runtimes if r in FORMAT_FOR_RUNTIME]
+    if wanted is not None:
+        if wanted not in usable:
+            raise unknown_choice(f"runtime for profile '{profile.name}'", wanted, usable or
+                                 list(FORMAT_FOR_RUNTIME))
+        return wanted
+    if not usable:
+        raise ConfigError(f"profile '{profile.name}' lists only {', '.join(profile.runtimes)}; "
+                          "a bundle needs onnxruntime or openvino in its runtimes")
+    return usable[0]
+
+
+def device_for(profile, runtime: str) -> str:
+    """What the bundle's runtime is told to run on: the first ORT provider, or the device."""
+    if runtime == "onnxruntime" and profile.providers:
+        return profile.providers[0]
+    return profile.device
+
+
+def requirements(profile, runtime: str) -> list[str]:
+    """requirements.txt lines: numpy, Pillow and the runtime package at the host's version."""
+    from importlib import metadata
+
+    package = runtime
+    if runtime == "onnxruntime" and profile.providers:
+        package = ORT_PACKAGE_FOR_PROVIDER.get(profile.providers[0], "onnxruntime")
+    try:  # pin what the host validated; another package (a GPU build) is left unpinned
+        line = f"{package}=={metadata.version(package)}"
+    except metadata.PackageNotFoundError:
+        line = package
+    return [*BASE_REQUIREMENTS, line]
+
+
+def profile_file(name_or_path: str) -> Path:
+    """The TOML file ``load_profile`` reads for ``name_or_path``."""
+    from edgessl.devices.profile import profiles_dir
+
+    text = str(name_or_path)
+    if text.endswith(".toml") or "/" in text or "\\" in text:
+        return Path(text)
+    return profiles_dir() / f"{text}.toml"
+
+
+def build_bundle(model: str | Path, config: DeployConfig) -> BundleResult:
+    """Build a deploy bundle for ``model`` (a classifier checkpoint, .onnx or .xml).
+
+    Raises:
+        ConfigError: unknown profile, runtime or precision; a model the profile cannot run.
+        CheckpointError: a missing or unusable model.
+        OutputExistsError: ``config.out`` (or its archive) exists and ``config.force`` is False.
+    """
+    from edgessl.devices.profile import load_profile
+    from edgessl.io import atomic_dir
+
+    profile = load_profile(config.profile)
+    runtime = choose_runtime(profile, config.runtime)
+    model = Path(model)
+    if not model.exists():
+        raise CheckpointError(f"model '{model}' does not exist; check the path")
+    out = Path(config.out)
+    archive = out.with_name(out.name + ".tar.gz") if config.archive else None
+    if archive is not None and archive.exists() and not config.force:
+        from edgessl.errors import OutputExistsError
+
+        raise OutputExistsError(f"'{archive}' exists; pass --force to overwrite it")
+    with atomic_dir(out, force=config.force) as tmp:
+        models = _artifacts(model, profile, runtime, config, tmp)
+        data = _data_root(config, tmp / models[0]["path"])
+        bundle = {
+            "format": "edgessl-bundle/1", "name": out.name, "source": str(model),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "edgessl_version": _version(), "runtime": runtime,
+            "device": device_for(profile, runtime), "profile": dataclasses.asdict(profile),
+            "requirements": requirements(profile, runtime), "models": models,
+            "smoke": _smoke(tmp, models, data, config.smoke_per_class),
+        }
+        baseline = _baseline(tmp, models, data, profile, config) if config.baseline else None
+        _write_files(tmp, bundle, runtime, profile_file(config.profile), baseline)
+    if archive is not None:
+        _archive(out, archive)
+    return BundleResult(out, archive, bundle)
+
+
+def _version() -> str:
+    from edgessl import __version__
+
+    return __version__
+
+
+def _artifacts(model: Path, profile, runtime: str, config: DeployConfig, tmp: Path) -> list[dict]:
+    """Export (a checkpoint) or copy (an artifact) into ``tmp/models/<format>-<precision>/``."""
+    from edgessl.runtime.model import runtime_of
+
+    fmt = FORMAT_FOR_RUNTIME[runtime]
+    if model.is_file():
+        own_runtime = runtime_of(model)[0]
+        if own_runtime != runtime:
+            raise ConfigError(f"'{model.name}' runs on {own_runtime}, but this bundle uses "
+                              f"{runtime}; pass --runtime {own_runtime} (if profile "
+                              f"'{profile.name}' lists it) or the checkpoint folder")
+        if config.precisions:
+            raise ConfigError("--precision applies to a checkpoint; this artifact is exported "
+                              "already (pass the checkpoint folder to export other precisions)")
+        entry = _copy_artifact(model, tmp, fmt)
+        if entry["precision"] not in profile.precisions:
+            log.warning("'%s' is %s, which profile '%s' does not list (%s); the device may "
+                        "convert or reject it", model.name, entry["precision"], profile.name,
+                        ", ".join(profile.precisions))
+        return [entry]
+    return [_export(model, fmt, precision, config, tmp)
+            for precision in _precisions(profile, fmt, config.precisions)]
+
+
+def _precisions(profile, fmt: str, wanted: tuple[str, ...]) -> list[str]:
+    from edgessl.export.formats import FORMATS
+
+    possible = FORMATS.get(fmt).precisions
+    for precision in wanted:
+        if precision not in possible:
+            raise unknown_choice(f"{fmt} precision", precision, possible)
+    if wanted:
+        return list(dict.fromkeys(wanted))
+    chosen = [p for p in profile.precisions if p in possible]
+    skipped = [p for p in profile.precisions if p not in possible]
+    if skipped:
+        log.warning("profile '%s' lists %s, which edgessl cannot export to %s; the bundle "
+                    "has %s only", profile.name, ", ".join(skipped), fmt, ", ".join(chosen))
+    if not chosen:
+        raise ConfigError(f"profile '{profile.name}' lists precisions "
+                          f"{', '.join(profile.precisions)}; {fmt} exports only "
+                          f"{', '.join(possible)}")
+    return chosen
+
+
+def _export(checkpoint: Path, fmt: str, precision: str, config: DeployConfig, tmp: Path) -> dict:
+    from edgessl.export.api import ExportConfig, export_model
+
+    name = f"{fmt}-{precision}"
+    result = export_model(checkpoint, ExportConfig(
+        format=fmt, precision=precision, data=config.data, out=str(tmp / "models" / name)))
+    return _entry(name, result.path, tmp)
+
+
+def _copy_artifact(artifact: Path, tmp: Path, fmt: str) -> dict:
+    from edgessl.runtime import load
+
+    meta = load(artifact).meta  # checks it is a readable artifact with edgessl metadata
+    name = f"{fmt}-{meta.precision}"
+    folder = tmp / "models" / name
+    folder.mkdir(parents=True)
+    companions = [artifact.with_suffix(".bin")] if artifact.suffix == ".xml" else [
+        artifact.with_name(artifact.name + ".data"), artifact.with_suffix(".data")]
+    for f in [artifact, *companions, artifact.parent / "report.json"]:
+        if f.is_file():
+            shutil.copy2(f, folder / f.name)
+    return _entry(name, folder / artifact.name, tmp)
+
+
+def _entry(name: str, path: Path, tmp: Path) -> dict:
+    from edgessl.runtime import load
+
+    meta = load(path).meta
+    return {"name": name, "path": path.relative_to(tmp).as_posix(), "format": meta.format,
+            "precision": meta.precision, "task": meta.task, "labels": list(meta.labels),
+            "image_size": meta.image_size}
+
+
+def _data_root(config: DeployConfig, artifact: Path) -> Path | None:
+    """The labeled data for smoke images and the baseline: --data, else the model's own."""
+    if config.data is not None:
+        return Path(config.data)
+    from edgessl.runtime import load
+
+    path = ((load(artifact).meta.extra or {}).get("data") or {}).get("path")
+    if path and Path(path).is_dir():
+        return Path(path)
+    log.warning("no labeled data found for smoke images and the host's accuracy baseline "
+                "(the model's data%s is not here); pass --data", f" '{path}'" if path else "")
+    return None
+
+
+def _smoke(tmp: Path, models: list[dict], data: Path | None, per_class: int) -> dict:
+    """Copy ``per_class`` val images per class to ``smoke/`` and record the host's labels."""
+    if data is None or per_class < 1:
+        return {"expected": {}}
+    from edgessl.data.labeled import load_labeled
+    from edgessl.runtime import load
+    from edgessl.runtime.measure import split_settings
+
+    loaded = [load(tmp / m["path"]) for m in models]
+    split = load_labeled(data, *split_settings(loaded[0].meta))
+    picked: dict[int, list[Path]] = {}
+    for path, label in split.val:
+        if len(picked.setdefault(label, [])) < per_class:
+            picked[label].append(path)
+    files = []
+    for label, paths in sorted(picked.items()):
+        folder = tmp / "smoke" / split.classes[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, src in enumerate(paths):
+            dst = folder / f"{i:02d}{src.suffix.lower()}"
+            shutil.copy2(src, dst)
+            files.append(dst)
+    expected = {f.relative_to(tmp).as_posix(): {} for f in files}
+    for entry, model in zip(models, loaded, strict=True):
+        for f, p in zip(files, model.predict(files), strict=True):
+            expected[f.relative_to(tmp).as_posix()][entry["name"]] = p.label
+    return {"data": str(data), "per_class": per_class, "expected": expected}
+
+
+def _baseline(tmp: Path, models: list[dict], data: Path | None, profile,
+              config: DeployConfig) -> dict:
+    """The host's ``edgessl benchmark`` of each artifact (on the host CPU)."""
+    from edgessl.benchmark.report import host_stamp
+    from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
+
+    bench = BenchmarkConfig(warmup=config.warmup, iterations=config.iterations,
+                            batch_size=profile.batch_sizes[0],
+                            data=None if data is None else str(data))
+    results = benchmark_models([tmp / m["path"] for m in models], bench)
+    rows = []
+    for entry, r in zip(models, results, strict=True):
+        row = r.to_dict()
+        row["model"] = entry["path"]
+        rows.append(row)
+    return {"host": host_stamp(), "config": dataclasses.asdict(bench), "results": rows}
+
+
+def _write_files(tmp: Path, bundle: dict, runtime: str, profile_path: Path,
+                 baseline: dict | None) -> None:
+    import edgessl
+    from edgessl.io import write_json
+
+    package = Path(edgessl.__file__).parent
+    for rel in (*VENDORED, RUNTIME_MODULE[runtime]):
+        target = tmp / "lib" / "edgessl" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(package / rel, target)
+    shutil.copy2(TEMPLATES / "run.py", tmp / "run.py")
+    shutil.copy2(profile_path, tmp / "profile.toml")
+    (tmp / "requirements.txt").write_text("\n".join(bundle["requirements"]) + "\n")
+    if baseline is not None:
+        write_json(tmp / "baseline.json", baseline)
+    write_json(tmp / "bundle.json", bundle)
+    (tmp / "README.md").write_text(_readme(bundle, baseline), encoding="utf-8")
+
+
+def _readme(bundle: dict, baseline: dict | None) -> str:
+    by_path = {r["model"]: r for r in (baseline or {}).get("results", [])}
+    rows = []
+    for m in bundle["models"]:
+        r = by_path.get(m["path"])
+        top1 = "-" if r is None or r["top1"] is None else f"{100 * r['top1']:.1f}"
+        p50 = "-" if r is None else f"{r['latency']['p50_ms']:.3f}"
+        rows.append(f"| {m['name']} | `{m['path']}` | {top1} | {p50} |")
+    host = (baseline or {}).get("host", {}).get("cpu", "no baseline measured")
+    text = (TEMPLATES / "README.md").read_text(encoding="utf-8")
+    return string.Template(text).substitute(
+        name=bundle["name"], profile=bundle["profile"]["name"], version=bundle["edgessl_version"],
+        created=bundle["created"], source=bundle["source"], runtime=bundle["runtime"],
+        device=bundle["device"], model_rows="\n".join(rows), host_cpu=host)
+
+
+def _archive(folder: Path, archive: Path) -> None:
+    import tarfile
+
+    from edgessl.io import atomic_file
+
+    with atomic_file(archive) as tmp, tarfile.open(tmp, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+
+
+def bundle_summary(result: BundleResult) -> str:
+    """A few lines for the CLI: what went into the bundle and how to run it."""
+    b = result.bundle
+    lines = [f"wrote {result.path} ({b['runtime']} on {b['device']}, profile "
+             f"{b['profile']['name']})"]
+    lines += [f"  {m['name']:<16} {m['path']}" for m in b["models"]]
+    lines.append(f"  smoke images: {len(b['smoke']['expected'])}; requirements: "
+                 f"{', '.join(b['requirements'])}")
+    if result.archive is not None:
+        lines.append(f"wrote {result.archive}")
+    lines.append(f"on the device: pip install -r requirements.txt && python run.py smoke "
+                 f"(see {result.path / 'README.md'})")
+    return "\n".join(lines)
+

@@ -1,0 +1,152 @@
+"""INT8 quantization settings and the ISA-aware choice of a scheme that is safe on the target CPU.
+
+Why the CPU matters: on x86 CPUs with AVX2 or AVX-512 but without VNNI, ONNX Runtime's U8S8
+kernels (and OpenVINO's int8 kernels) multiply uint8 activations by int8 weights with
+``vpmaddubsw``, which adds each *pair* of products in a signed 16-bit register. Two products of
+255 x 127 sum to 64,770 > 32,767, so the sum saturates and the layer's output is wrong; on
+large-range layers that costs points of top-1. VNNI (``vpdpbusd``) and AMX accumulate in 32 bits
+and never saturate. Weights limited to 7 bits (|w| ≤ 63) keep each pair below 2^15: ONNX Runtime
+calls this ``reduce_range``, NNCF/OpenVINO ``overflow_fix``. The "auto" scheme uses full 8-bit
+weights where the CPU has VNNI (most accurate, fastest) and 7-bit weights where it has not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgessl.errors import ConfigError, unknown_choice
+
+# ONNX Runtime quantize_static schemes: activation type, weight type, 7-bit weights.
+ORT_SCHEMES = {
+    "u8s8": {"activation_type": "QUInt8", "weight_type": "QInt8", "reduce_range": False},
+    "u8s8-w7": {"activation_type": "QUInt8", "weight_type": "QInt8", "reduce_range": True},
+    "s8s8": {"activation_type": "QInt8", "weight_type": "QInt8", "reduce_range": False},
+    "u8u8": {"activation_type": "QUInt8", "weight_type": "QUInt8", "reduce_range": False},
+}
+# NNCF (OpenVINO, and ONNX under --max-drop) schemes: which layers get 7-bit weights.
+NNCF_SCHEMES = {"w8": "disable", "w7-first": "first_layer_only", "w7": "enable"}
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+PRESETS = ("performance", "mixed")
+MODEL_TYPES = ("auto", "cnn", "transformer")
+# What --target-isa stands for, as CPU flags (edgessl.devices.host.KNOWN_FLAGS names).
+TARGET_ISAS = {"host": None, "vnni": ("avx2", "avx512f", "avx512_vnni"), "avx2": ("avx2",)}
+FAST_INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+SATURATING_FLAGS = ("avx2", "avx512f")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """INT8 knobs (defaults are the safe, accurate choice).
+
+    Attributes:
+        scheme: "auto" (chosen for ``target_isa``), or one of ORT_SCHEMES (ONNX Runtime) /
+            NNCF_SCHEMES (OpenVINO, and ONNX under ``max_drop``).
+        target_isa: the CPU the artifact will run on: "host" (this one), "vnni", "avx2".
+        per_channel: one weight scale per output channel (else per tensor).
+        calib_method: ONNX Runtime range estimation: minmax, entropy, percentile; None = minmax.
+        preset: NNCF preset, performance (symmetric) or mixed; None = NNCF's per model type.
+        bias_correction: NNCF fast bias correction; None = on. ONNX Runtime has none.
+        model_type: "auto" (transformer when the backbone has attention), "cnn", "transformer".
+        ignored: regular expressions of layer (node) names to keep in floating point.
+        max_drop: accuracy-aware mode: largest top-1 loss allowed against fp32 (0.01 = 1
+            point) on the labeled validation data; None = plain post-training quantization.
+    """
+
+    scheme: str = "auto"
+    target_isa: str = "host"
+    per_channel: bool = True
+    calib_method: str | None = None
+    preset: str | None = None
+    bias_correction: bool | None = None
+    model_type: str = "auto"
+    ignored: tuple[str, ...] = ()
+    max_drop: float | None = None
+
+
+@dataclass(frozen=True)
+class SchemeChoice:
+    """The scheme used and why (for the report and the artifact's metadata)."""
+
+    name: str
+    reason: str
+
+
+def check_quantize_config(quant: QuantizeConfig, quantizer: str) -> None:
+    """Reject unknown names and knobs that the chosen quantizer ("ort"/"nncf") does not have."""
+    if quant.target_isa not in TARGET_ISAS:
+        raise unknown_choice("--target-isa", quant.target_isa, TARGET_ISAS)
+    if quant.model_type not in MODEL_TYPES:
+        raise unknown_choice("--model-type", quant.model_type, MODEL_TYPES)
+    schemes = ORT_SCHEMES if quantizer == "ort" else NNCF_SCHEMES
+    if quant.scheme != "auto" and quant.scheme not in schemes:
+        raise unknown_choice(f"{_quantizer_name(quantizer)} scheme", quant.scheme,
+                             ["auto", *schemes])
+    if quant.max_drop is not None and not -1 < quant.max_drop < 1:
+        raise ConfigError(f"--max-drop is a fraction of top-1 (0.01 = 1 point), got "
+                          f"{quant.max_drop}")
+    if quantizer == "ort":
+        if quant.calib_method is not None and quant.calib_method not in CALIB_METHODS:
+            raise unknown_choice("--calib-method", quant.calib_method, CALIB_METHODS)
+        for flag, value in (("--preset", quant.preset),
+                            ("--bias-correction", quant.bias_correction)):
+            if value is not None:
+                raise ConfigError(f"{flag} is an NNCF option; ONNX int8 uses ONNX Runtime "
+                                  "(NNCF only with --max-drop) — use --format openvino or drop it")
+    else:
+        if quant.calib_method is not None:
+            raise ConfigError("--calib-method is an ONNX Runtime option; NNCF (OpenVINO, or "
+                              "ONNX with --max-drop) estimates ranges itself — drop it")
+        if quant.preset is not None and quant.preset not in PRESETS:
+            raise unknown_choice("--preset", quant.preset, PRESETS)
+
+
+def _quantizer_name(quantizer: str) -> str:
+    return "ONNX Runtime" if quantizer == "ort" else "NNCF"
+
+
+def host_flags() -> tuple[str, ...]:
+    """This host's ISA flags (edgessl.devices.host)."""
+    from edgessl.devices.host import cpu_info
+
+    return cpu_info().flags
+
+
+def target_flags(quant: QuantizeConfig) -> tuple[str, ...]:
+    """The CPU flags ``quant.target_isa`` stands for (this host's for "host")."""
+    flags = TARGET_ISAS[quant.target_isa]
+    return host_flags() if flags is None else flags
+
+
+def choose_scheme(quantizer: str, quant: QuantizeConfig,
+                  flags: tuple[str, ...] | None = None) -> SchemeChoice:
+    """The scheme to quantize with, and a one-line reason.
+
+    Args:
+        quantizer: "ort" (ONNX Runtime quantize_static) or "nncf".
+        quant: the settings; an explicit ``scheme`` is used as given.
+        flags: the target CPU's ISA flags; None = from ``quant.target_isa``.
+    """
+    if quant.scheme != "auto":
+        return SchemeChoice(quant.scheme, "chosen with --scheme")
+    flags = target_flags(quant) if flags is None else tuple(flags)
+    where = "this CPU" if quant.target_isa == "host" else f"target '{quant.target_isa}'"
+    fast = [f for f in flags if f in FAST_INT8_FLAGS]
+    full, reduced = ("u8s8", "u8s8-w7") if quantizer == "ort" else ("w8", "w7")
+    if fast:
+        return SchemeChoice(full, f"{where} has {fast[0]}: int8 products accumulate in 32 bits "
+                                  "and cannot saturate, so full 8-bit weights are safe")
+    saturating = [f for f in flags if f in SATURATING_FLAGS]
+    if saturating:
+        return SchemeChoice(reduced, f"{where} has {saturating[-1]} but no VNNI: its int8 kernel "
+                                     "adds pairs of u8*s8 products in 16 bits, which saturates "
+                                     "with 8-bit weights; 7-bit weights cannot")
+    return SchemeChoice(full, f"{where} reports no AVX2/AVX-512 int8 kernel that saturates "
+                              f"(flags: {', '.join(flags) or 'none'}); full 8-bit weights")
+
+
+def resolve_model_type(quant: QuantizeConfig, model) -> str:
+    """"cnn" or "transformer": as given, or for "auto" whether the model has attention."""
+    if quant.model_type != "auto":
+        return quant.model_type
+    names = {type(m).__name__.lower() for m in model.modules()}
+    return "transformer" if any("attention" in n for n in names) else "cnn"

@@ -1,0 +1,171 @@
+"""Latency and top-1 of a ``DeployedModel``, measured the way ``edgessl benchmark`` does.
+
+The device-side half of the benchmark: the bundle runner calls it on the device, and its
+results are dicts with the fields of ``edgessl.benchmark.run.BenchmarkResult`` (plus ``host``),
+so they land in the same table as results measured on the host. Imports numpy only: this
+module travels in deploy bundles (the host benchmark module may grow heavier imports).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgessl.errors import ConfigError, DataError
+
+EVAL_BATCH = 64
+DEFAULT_VAL_FRACTION = 0.2
+DEFAULT_SEED = 0
+
+
+def split_settings(meta) -> tuple[float, int]:
+    """val_fraction and seed the model was trained with, so a split root gives the same val."""
+    extra = meta.extra or {}
+    for source in (extra.get("data") or {}, extra):
+        if isinstance(source, dict) and "val_fraction" in source:
+            return float(source["val_fraction"]), int(source.get("seed", DEFAULT_SEED))
+    return DEFAULT_VAL_FRACTION, DEFAULT_SEED
+
+
+def static_batch(meta) -> int | None:
+    """The fixed batch size of an artifact exported with one, else None."""
+    value = (meta.extra or {}).get("static_batch")
+    return int(value) if value else None
+
+
+def top1(model, root: str | Path) -> tuple[float, int]:
+    """Top-1 of ``model`` on the val split of the labeled folder ``root``: (fraction, images).
+
+    ``root`` means what it means to ``edgessl benchmark --data``: ``train/`` + ``val/`` folders,
+    or one ImageFolder split with the seed and fraction the model was trained with.
+
+    Raises:
+        ConfigError: for an embedding model (no labels).
+        DataError: for unusable data or classes that differ from the model's labels.
+    """
+    from edgessl.data.labeled import load_labeled
+
+    meta = model.meta
+    if not meta.labels:
+        raise ConfigError(f"'{model.path}' outputs embeddings, not class scores; top-1 needs "
+                          "a classifier")
+    data = load_labeled(root, *split_settings(meta))
+    if set(meta.labels) != set(data.classes):
+        raise DataError(f"labels of '{model.path}' differ from the classes in '{root}'; pass "
+                        "the data the model was trained on")
+    position = {name: i for i, name in enumerate(meta.labels)}
+    to_model = np.array([position[c] for c in data.classes], dtype=np.int64)
+    step = static_batch(meta) or EVAL_BATCH
+    correct = 0
+    for start in range(0, len(data.val), step):
+        chunk = data.val[start:start + step]
+        x = model.preprocess([p for p, _ in chunk])
+        if len(chunk) < step and static_batch(meta):  # fill a fixed batch, ignore the padding
+            x = np.concatenate([x, np.repeat(x[:1], step - len(chunk), axis=0)])
+        predicted = model.run(x)[:len(chunk)].argmax(axis=1)
+        correct += int((predicted == to_model[[y for _, y in chunk]]).sum())
+    return correct / len(data.val), len(data.val)
+
+
+def latency(seconds) -> dict:
+    """Per-run latency statistics in ms (the fields of BenchmarkResult.latency)."""
+    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return {"mean_ms": float(ms.mean()), "min_ms": float(ms.min()), "max_ms": float(ms.max()),
+            "std_ms": float(ms.std()), "p50_ms": float(p50), "p90_ms": float(p90),
+            "p99_ms": float(p99)}
+
+
+def size_mib(path: Path) -> float:
+    """The artifact's size on disk in MiB (.xml with its .bin; .onnx with a .data file)."""
+    path = Path(path)
+    extra = [path.with_suffix(".bin")] if path.suffix == ".xml" else [
+        path.with_name(path.name + ".data"), path.with_suffix(".data")]
+    return sum(f.stat().st_size for f in {path, *extra} if f.is_file()) / 2**20
+
+
+def benchmark(model, batch_size: int = 1, warmup: int = 10, iterations: int = 100,
+              images: list | None = None, data: str | Path | None = None,
+              name: str | None = None) -> dict:
+    """Time ``model`` on one batch; returns a BenchmarkResult-shaped dict.
+
+    Args:
+        model: a DeployedModel.
+        batch_size, warmup, iterations: as in ``edgessl benchmark``.
+        images: real images to time (repeated to fill the batch); None = seeded noise.
+        data: a labeled folder; when given, top-1 on its val split is measured too.
+        name: what to call the model in the result (default: its path).
+
+    Raises:
+        ConfigError: for bad counts or a batch size a fixed-batch artifact cannot take.
+    """
+    if warmup < 0 or iterations < 1 or batch_size < 1:
+        raise ConfigError(f"need warmup ≥ 0, iterations ≥ 1 and batch size ≥ 1; got "
+                          f"{warmup}, {iterations}, {batch_size}")
+    meta = model.meta
+    fixed = static_batch(meta)
+    if fixed is not None and fixed != batch_size:
+        raise ConfigError(f"'{model.path}' was exported with a fixed batch of {fixed}; "
+                          f"use batch size {fixed}")
+    if images:
+        x = model.preprocess([images[i % len(images)] for i in range(batch_size)])
+    elif model.raw_input:
+        x = np.random.default_rng(0).integers(0, 256, (batch_size, meta.image_size,
+                                                       meta.image_size, 3), dtype=np.uint8)
+    else:
+        x = np.random.default_rng(0).standard_normal(
+            (batch_size, 3, meta.image_size, meta.image_size), dtype=np.float32)
+    start = time.perf_counter()
+    model.run(x)
+    first = time.perf_counter() - start
+    for _ in range(warmup):
+        model.run(x)
+    timings = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        model.run(x)
+        timings.append(time.perf_counter() - start)
+    stats = latency(timings)
+    accuracy, val_images = top1(model, data) if data is not None else (None, None)
+    ex = model.execution
+    return {
+        "model": name or str(model.path), "runtime": ex.runtime, "device": ex.device,
+        "provider": ex.provider, "executed_on": _executed_on(model),
+        "runtime_version": ex.version, "format": meta.format,
+        "precision": meta.precision, "task": meta.task, "size_mib": size_mib(model.path),
+        "load_s": model.load_seconds, "first_inference_ms": first * 1000.0,
+        "batch_size": batch_size, "warmup": warmup, "iterations": iterations, "latency": stats,
+        "throughput_ips": batch_size * 1000.0 / stats["mean_ms"] if stats["mean_ms"] > 0
+        else math.inf,
+        "top1": accuracy, "val_images": val_images,
+    }
+
+
+def _executed_on(model) -> list[str]:
+    """ONNX Runtime's session providers, or OpenVINO's execution devices."""
+    providers = getattr(model.loaded, "session_providers", None)
+    if providers:
+        return list(providers)
+    return [d for d in model.execution.device.split(",") if d]
+
+
+def device_stamp() -> dict:
+    """Where the numbers were measured, from the standard library only (no psutil, no torch)."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    cpu = value.strip()
+                    break
+    except OSError:
+        pass
+    return {"hostname": platform.node(), "machine": platform.machine(), "cpu": cpu,
+            "logical_cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}

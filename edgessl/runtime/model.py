@@ -1,0 +1,276 @@
+"""``load(path)`` -> a ``DeployedModel`` whose ``predict`` takes images and returns labels.
+
+Only numpy and Pillow are imported here; the runtime (onnxruntime or openvino) is imported by
+``load`` for the artifact at hand. An artifact exported with its preprocessing inside (input
+uint8 [N, H, W, 3]) is fed resized RGB pixels; any other gets float32 [N, 3, S, S] normalised
+exactly as on the host (``edgessl.data.preprocess``), so device and host results agree.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgessl.errors import CheckpointError, DataError, DeviceUnavailableError
+
+# Artifact suffix -> (runtime name, module under edgessl.runtimes, pip package that provides it).
+RUNTIME_FOR_SUFFIX = {
+    ".onnx": ("onnxruntime", "edgessl.runtimes.onnxruntime_rt", "onnxruntime"),
+    ".xml": ("openvino", "edgessl.runtimes.openvino_rt", "openvino"),
+}
+DEFAULT_BATCH = 32
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model says about one image.
+
+    Attributes:
+        source: the image's path, or ``<image i>`` for an in-memory image.
+        label: the top class (classifiers); None for an embedding model.
+        score: softmax probability of ``label`` in [0, 1]; None for an embedding model.
+        top_k: the best (label, probability) pairs, best first.
+        embedding: float32 [D] output of an embedding model; None for a classifier.
+    """
+
+    source: str
+    label: str | None = None
+    score: float | None = None
+    top_k: tuple[tuple[str, float], ...] = ()
+    embedding: np.ndarray | None = None
+
+    def to_dict(self) -> dict:
+        out: dict = {"source": self.source}
+        if self.embedding is not None:
+            out["embedding"] = [float(v) for v in self.embedding]
+        else:
+            out.update(label=self.label, score=self.score,
+                       top_k=[{"label": lb, "score": s} for lb, s in self.top_k])
+        return out
+
+
+def runtime_of(path: str | Path) -> tuple[str, str, str]:
+    """(runtime name, module name, pip package) for an artifact path, by its suffix.
+
+    Raises:
+        CheckpointError: for a path that is not a ``.onnx`` or ``.xml`` artifact.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in RUNTIME_FOR_SUFFIX:
+        raise CheckpointError(f"'{path}' is not an exported model; pass a .onnx file or an "
+                              "OpenVINO .xml file written by edgessl export")
+    return RUNTIME_FOR_SUFFIX[path.suffix.lower()]
+
+
+def load(path: str | Path, device: str = "CPU") -> DeployedModel:
+    """Load an exported artifact with the one runtime it needs.
+
+    Args:
+        path: a ``.onnx`` file (ONNX Runtime) or ``.xml`` file (OpenVINO IR) from edgessl export.
+        device: the device the runtime should use ("CPU", "GPU", "CUDA", "NPU", ...).
+
+    Raises:
+        CheckpointError: missing file, unknown kind of file, or no edgessl metadata in it.
+        DeviceUnavailableError: the runtime is not installed, or lacks ``device``.
+    """
+    path = Path(path)
+    runtime, module_name, package = runtime_of(path)
+    if not path.is_file():
+        raise CheckpointError(f"model '{path}' does not exist; check the path")
+    try:
+        importlib.import_module(runtime)
+    except ImportError:
+        raise DeviceUnavailableError(
+            f"'{path.name}' needs {runtime}, which is not installed for this Python; "
+            f"install it with: python -m pip install {package}") from None
+    loaded = importlib.import_module(module_name).load(path, device=device)
+    return DeployedModel(loaded)
+
+
+def _as_image(item, index: int):
+    """(source name, RGB PIL image or path) for one input item."""
+    from PIL import Image
+
+    if isinstance(item, (str, Path)):
+        return str(item), Path(item)
+    if isinstance(item, Image.Image):
+        return f"<image {index}>", item
+    if isinstance(item, np.ndarray):
+        array = item
+        if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+            raise DataError(f"image {index} has shape {list(array.shape)} (channels first); "
+                            "pass images as [H, W, 3] or [H, W] arrays like PIL gives them")
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
+            raise DataError(f"image {index} has shape {list(array.shape)}; pass [H, W, 3] RGB "
+                            "or [H, W] grayscale arrays")
+        if array.dtype != np.uint8:  # floats are taken as values in [0, 1]
+            array = np.clip(np.asarray(array, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return f"<image {index}>", Image.fromarray(array).convert("RGB")
+    raise DataError(f"image {index} is a {type(item).__name__}; pass a path, a PIL image or "
+                    "a numpy array [H, W, 3]")
+
+
+def _images(images) -> list:
+    """predict's argument as a list: one image, a sequence of them, or an [N, H, W, 3] array."""
+    from PIL import Image
+
+    if isinstance(images, (str, Path, Image.Image)):
+        return [images]
+    if isinstance(images, np.ndarray):
+        return list(images) if images.ndim == 4 else [images]
+    return list(images)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class DeployedModel:
+    """An exported model loaded for inference.
+
+    Attributes:
+        path: the artifact.
+        meta: labels, input size, normalisation and task embedded in it (ArtifactMeta).
+        execution: the runtime, device and provider that actually run it (ExecutionInfo).
+        load_seconds: time to load/compile the artifact, in s.
+        raw_input: True when preprocessing is inside the graph (input uint8 [N, S, S, 3]).
+    """
+
+    def __init__(self, loaded) -> None:
+        self.loaded = loaded
+        self.path = loaded.path
+        self.meta = loaded.meta
+        self.execution = loaded.execution
+        self.load_seconds = loaded.load_seconds
+        self.raw_input = _takes_uint8(loaded)
+
+    def preprocess(self, images) -> np.ndarray:
+        """Images (paths, PIL images, [H, W, 3] arrays) -> the model's input batch.
+
+        Returns float32 [N, 3, S, S] normalised, or uint8 [N, S, S, 3] when ``raw_input``.
+        """
+        from edgessl.data.images import open_rgb
+        from edgessl.data.preprocess import resize_center_crop, to_chw
+
+        m = self.meta
+        out = []
+        for i, item in enumerate(_images(images)):
+            source, image = _as_image(item, i)
+            if isinstance(image, Path):
+                try:
+                    image = open_rgb(image)
+                except FileNotFoundError:
+                    raise DataError(f"image '{source}' does not exist; check the path") from None
+                except (OSError, ValueError) as exc:
+                    raise DataError(f"'{source}' is not a readable image ({exc})") from None
+            elif image.mode != "RGB":
+                image = image.convert("RGB")
+            image = resize_center_crop(image, m.image_size)
+            out.append(np.asarray(image, np.uint8) if self.raw_input
+                       else to_chw(image, m.mean, m.std))
+        if not out:
+            raise DataError("no image to predict; pass one or more images")
+        return np.stack(out)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Run one preprocessed batch (see ``preprocess``); returns float32 [N, C] or [N, D]."""
+        if not self.raw_input:
+            return self.loaded.run(batch)
+        return _run_uint8(self.loaded, np.ascontiguousarray(batch, dtype=np.uint8))
+
+    def predict(self, images, top_k: int = 1, batch_size: int = DEFAULT_BATCH) -> list[Prediction]:
+        """Classify images (or embed them, for an embedding model).
+
+        Args:
+            images: one image or a sequence of them: paths, PIL images or numpy arrays
+                [H, W, 3] / [H, W] (uint8, or float in [0, 1]); or an array [N, H, W, 3].
+            top_k: how many (label, probability) pairs to keep per image.
+            batch_size: images per run.
+
+        Returns:
+            One Prediction per image, in order.
+        """
+        return [p for chunk in self.iter_predict(images, top_k, batch_size) for p in chunk]
+
+    def iter_predict(self, images, top_k: int = 1, batch_size: int = DEFAULT_BATCH
+                     ) -> Iterator[list[Prediction]]:
+        """Like ``predict``, but yields each batch's predictions as soon as it is done."""
+        if top_k < 1:
+            raise DataError(f"--top-k must be ≥ 1, got {top_k}")
+        if batch_size < 1:
+            raise DataError(f"--batch-size must be ≥ 1, got {batch_size}")
+        items = _images(images)
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            names = [_source(item, start + i) for i, item in enumerate(chunk)]
+            yield self._predictions(names, self.run(self.preprocess(chunk)), top_k)
+
+    def _predictions(self, names: list[str], out: np.ndarray, top_k: int) -> list[Prediction]:
+        labels = self.meta.labels
+        if not labels or self.meta.task != "classify":
+            return [Prediction(source=n, embedding=row.astype(np.float32))
+                    for n, row in zip(names, out, strict=True)]
+        probs = _softmax(out.astype(np.float64))
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+        preds = []
+        for name, p, idx in zip(names, probs, order, strict=True):
+            best = tuple((labels[j], float(p[j])) for j in idx)
+            preds.append(Prediction(source=name, label=best[0][0], score=best[0][1], top_k=best))
+        return preds
+
+
+def _source(item, index: int) -> str:
+    return str(item) if isinstance(item, (str, Path)) else f"<image {index}>"
+
+
+def _takes_uint8(loaded) -> bool:
+    """True when the artifact's graph holds its preprocessing (its input is uint8)."""
+    session = getattr(loaded, "session", None)
+    if session is not None:
+        return session.get_inputs()[0].type == "tensor(uint8)"
+    compiled = getattr(loaded, "compiled", None)
+    if compiled is not None:
+        return compiled.inputs[0].get_element_type().get_type_name() == "u8"
+    return False
+
+
+def _run_uint8(loaded, batch: np.ndarray) -> np.ndarray:
+    session = getattr(loaded, "session", None)
+    if session is not None:
+        name = session.get_inputs()[0].name
+        return np.asarray(session.run(None, {name: batch})[0], dtype=np.float32)
+    return np.array(loaded.compiled({0: batch})[0], dtype=np.float32, copy=True)
+
+
+def iter_image_files(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into a list of image files.
+
+    Raises:
+        DataError: for a path that does not exist, or when no image is found.
+    """
+    from edgessl.data.images import IMAGE_EXTENSIONS, list_image_files
+
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = list_image_files(path)
+            if not found:
+                raise DataError(f"no image in folder '{path}' (looked for "
+                                f"{', '.join(IMAGE_EXTENSIONS)}); pass a folder of images")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"'{path}' does not exist; pass image files or folders")
+    if not files:
+        raise DataError("no image given; pass image files or folders")
+    return files

@@ -1,0 +1,44 @@
+"""Helpers shared by the runtime, deploy and remote tests: exported artifacts made once per run,
+and a subprocess Python that cannot import torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+_EXPORTS: dict[tuple[str, str], Path] = {}
+
+# Installed before anything else in a child Python: importing these raises ImportError.
+BLOCKER = """
+import sys
+class _Block:
+    blocked = {blocked!r}
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.blocked:
+            raise ImportError("blocked for this test: " + name)
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+HEAVY = ("torch", "torchvision", "timm", "onnx", "onnxscript", "nncf", "typer", "safetensors",
+         "sklearn", "tqdm")
+
+
+def exported(tmp_path_factory, checkpoint: Path, fmt: str = "onnx") -> Path:
+    """``checkpoint`` exported to ``fmt`` fp32, once per test session."""
+    from edgessl.export.api import ExportConfig, export_model
+
+    key = (str(tmp_path_factory.getbasetemp()), fmt)
+    if key not in _EXPORTS:
+        out = tmp_path_factory.mktemp("export") / f"tiny-{fmt}-fp32"
+        _EXPORTS[key] = export_model(checkpoint, ExportConfig(format=fmt, out=str(out))).path
+    return _EXPORTS[key]
+
+
+def run_blocked(code: str, blocked=HEAVY, cwd: Path | None = None, timeout: float = 120,
+                argv: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python where the ``blocked`` top-level modules cannot import."""
+    script = BLOCKER.format(blocked=set(blocked)) + textwrap.dedent(code)
+    return subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
