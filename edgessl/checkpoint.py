@@ -22,6 +22,7 @@ CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.safetensors"
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
+TRAIN_STATE_FILE = "train_state.pt"
 CARD_FORMAT = "edgessl-checkpoint/1"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -88,7 +89,10 @@ class ModelCard:
 
 
 def _require_checkpoint_dir(path: str | Path) -> Path:
+    from edgessl.io import recover_replaced
+
     path = Path(path).expanduser()
+    recover_replaced(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint '{path}' does not exist; pass a folder made by "
                               "edgessl pretrain or edgessl finetune")

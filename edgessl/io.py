@@ -24,6 +24,25 @@ def _check_writable(parent: Path) -> None:
         raise EdgesslError(f"output folder '{parent}' is not writable; choose another --out")
 
 
+def _previous(target: Path) -> Path:
+    return target.with_name(f".{target.name}.old")
+
+
+def recover_replaced(target: str | Path) -> bool:
+    """Put back the previous version of ``target`` if a kill hit between the two renames.
+
+    ``atomic_dir`` replaces a folder by renaming it to ``.<name>.old`` and the new one into
+    place; a SIGKILL between the two leaves only the old one, which is complete. Returns True
+    when it was restored.
+    """
+    target = Path(target)
+    old = _previous(target)
+    if not target.exists() and old.is_dir():
+        old.rename(target)
+        return True
+    return False
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; on success it replaces ``target``.
@@ -32,6 +51,7 @@ def atomic_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
         OutputExistsError: if ``target`` exists and ``force`` is False.
     """
     target = Path(target)
+    recover_replaced(target)
     if target.exists() and not force:
         raise OutputExistsError(f"'{target}' exists; pass --force to overwrite it or choose --out")
     _check_writable(target.parent)
@@ -39,7 +59,7 @@ def atomic_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         if target.exists():
-            old = target.with_name(f".{target.name}.old")
+            old = _previous(target)
             shutil.rmtree(old, ignore_errors=True)
             target.rename(old)
             tmp.rename(target)

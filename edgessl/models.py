@@ -10,6 +10,7 @@ from edgessl.backbones import Backbone, BackboneSpec, create_backbone
 from edgessl.checkpoint import (
     CARD_FILE,
     LABELS_FILE,
+    TRAIN_STATE_FILE,
     WEIGHTS_FILE,
     ModelCard,
     read_card,
@@ -72,8 +73,15 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, ModelCard]:
 
 
 def save_model(model: torch.nn.Module, card: ModelCard, out: str | Path, force: bool = False,
-               extra_json: dict[str, object] | None = None) -> Path:
-    """Write ``model`` and ``card`` (and extra JSON files) as a checkpoint folder, atomically."""
+               extra_json: dict[str, object] | None = None,
+               train_state: dict | None = None) -> Path:
+    """Write ``model`` and ``card`` as a checkpoint folder, atomically.
+
+    Args:
+        extra_json: more files to write, name -> JSON-serialisable data.
+        train_state: optimiser/scheduler/RNG state for ``--resume``, saved as
+            ``train_state.pt`` (tensors and plain Python only: loadable with weights_only).
+    """
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -85,4 +93,20 @@ def save_model(model: torch.nn.Module, card: ModelCard, out: str | Path, force: 
             write_json(tmp / LABELS_FILE, list(card.labels))
         for name, data in (extra_json or {}).items():
             write_json(tmp / name, data)
+        if train_state is not None:
+            torch.save(train_state, tmp / TRAIN_STATE_FILE)
     return out
+
+
+def load_train_state(path: Path) -> dict:
+    """Read ``train_state.pt`` with ``weights_only=True``: no code in it is ever executed."""
+    file = Path(path) / TRAIN_STATE_FILE
+    if not file.is_file():
+        raise CheckpointError(f"'{path}' has no {TRAIN_STATE_FILE}: the run finished or was not "
+                              "started by edgessl pretrain; nothing to resume")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
+        raise CheckpointError(f"'{file}' cannot be loaded safely ({type(exc).__name__}); "
+                              "it is damaged or not from edgessl: start again without --resume"
+                              ) from None

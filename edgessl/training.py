@@ -48,3 +48,54 @@ def progress_bar(total: int, desc: str):
     disable = os.environ.get("EDGESSL_PROGRESS", "1") == "0"
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=False,
                 disable=disable)
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch RNG states, in a form ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what ``rng_state`` captured."""
+    random.setstate(tuple(state["python"][:1]) + (tuple(state["python"][1]),)
+                    + tuple(state["python"][2:]))
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
+class GracefulStop:
+    """While active, SIGINT and SIGTERM set ``requested`` instead of killing the run.
+
+    The training loop checks ``requested`` after each step, saves a checkpoint and stops;
+    a second signal restores the default behaviour (so a stuck save can still be killed).
+    """
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, _frame) -> None:
+        import signal
+
+        self.requested = signal.Signals(signum).name
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def __enter__(self) -> GracefulStop:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

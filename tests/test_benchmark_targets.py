@@ -178,6 +178,16 @@ def test_static_shape_profile_with_data(artifacts, digits_dir, tmp_path):
     assert ov_r.iterations >= 1 and ov_r.e2e_latency is not None
 
 
+def test_artifact_with_embedded_preprocessing(artifacts, tiny_classifier, digits_dir, tmp_path):
+    """uint8 [N, S, S, 3] input: the benchmark feeds resized pixels, not normalised floats."""
+    raw = export_model(tiny_classifier, ExportConfig(format="openvino", embed_preprocessing=True,
+                                                     out=str(tmp_path / "raw"))).path
+    config = BenchmarkConfig(warmup=1, iterations=2, async_runs=2, data=str(digits_dir))
+    raw_r, float_r = benchmark_models([raw, artifacts["openvino"]], config)
+    assert raw_r.top1 == pytest.approx(float_r.top1, abs=0.01)
+    assert raw_r.e2e_latency is not None and raw_r.async_throughput.runs == 2
+
+
 def test_static_batch_profile_needs_that_batch(artifacts, tmp_path):
     profile = tmp_path / "fixed.toml"
     profile.write_text('runtimes = ["openvino"]\nstatic_batch = 4\nbatch_sizes = [4]\n')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,8 +62,6 @@ def top1_accuracy(model, data, fixed_batch: int | None = None) -> tuple[float, i
     A model with a fixed batch (exported with one, or compiled for ``fixed_batch``) gets full
     batches, the last one padded and the padding ignored.
     """
-    from edgessl.data.preprocess import preprocess_batch
-
     meta = model.meta
     require_labels(model)
     to_model = label_mapping(meta.labels, data.classes, str(model.path))
@@ -71,7 +70,7 @@ def top1_accuracy(model, data, fixed_batch: int | None = None) -> tuple[float, i
     correct = 0
     for start in range(0, len(data.val), step):
         chunk = data.val[start:start + step]
-        x = preprocess_batch([p for p, _ in chunk], meta.image_size, meta.mean, meta.std)
+        x = model_inputs(meta, [p for p, _ in chunk])
         if len(chunk) < step and fixed:  # fill a fixed batch, ignore the padding
             x = np.concatenate([x, np.repeat(x[:1], step - len(chunk), axis=0)])
         predicted = model.run(x)[:len(chunk)].argmax(axis=1)
@@ -79,16 +78,30 @@ def top1_accuracy(model, data, fixed_batch: int | None = None) -> tuple[float, i
     return correct / len(data.val), len(data.val)
 
 
-def input_batch(meta, batch_size: int, data=None) -> np.ndarray:
-    """The timed input [batch_size, 3, S, S]: val images of ``data`` (repeated to fill the
-    batch) when given, else seeded noise (the same for every model of the same size)."""
-    if data is None:
-        shape = (batch_size, 3, meta.image_size, meta.image_size)
-        return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+def model_inputs(meta, images) -> np.ndarray:
+    """Images (paths or PIL images) as the model's input: float32 [N, 3, S, S] normalised, or
+    uint8 [N, S, S, 3] resized pixels for artifacts that normalise inside the graph."""
     from edgessl.data.preprocess import preprocess_batch
 
-    paths = [data.val[i % len(data.val)][0] for i in range(batch_size)]
-    return preprocess_batch(paths, meta.image_size, meta.mean, meta.std)
+    if not getattr(meta, "raw_input", False):
+        return preprocess_batch(images, meta.image_size, meta.mean, meta.std)
+    from edgessl.data.images import open_rgb
+    from edgessl.data.preprocess import resize_center_crop
+
+    pil = [open_rgb(i) if isinstance(i, (str, Path)) else i.convert("RGB") for i in images]
+    return np.stack([np.asarray(resize_center_crop(i, meta.image_size), np.uint8) for i in pil])
+
+
+def input_batch(meta, batch_size: int, data=None) -> np.ndarray:
+    """The timed input (see ``model_inputs``) of ``batch_size`` images: val images of ``data``
+    (repeated to fill the batch) when given, else seeded noise (the same for every model of the
+    same size)."""
+    if data is None:
+        rng, s = np.random.default_rng(0), meta.image_size
+        if getattr(meta, "raw_input", False):
+            return rng.integers(0, 256, (batch_size, s, s, 3), dtype=np.uint8)
+        return rng.standard_normal((batch_size, 3, s, s), dtype=np.float32)
+    return model_inputs(meta, [data.val[i % len(data.val)][0] for i in range(batch_size)])
 
 
 SplitLoader = Callable[[float, int], Any]  # (val_fraction, seed) -> LabeledData

@@ -73,16 +73,14 @@ def encoded_images(count: int, size: int, seed: int = 0) -> list[bytes]:
 
 def end_to_end_fn(model, sources: Sequence[Path | bytes]) -> Callable[[], np.ndarray]:
     """A callable doing what an application does per batch: read and decode each image,
-    resize and centre-crop, normalise, stack, infer. ``sources`` are files or encoded bytes."""
+    resize and centre-crop, normalise (unless the model does it inside), stack, infer.
+    ``sources`` are image files or encoded image bytes."""
+    from edgessl.benchmark.accuracy import model_inputs
     from edgessl.data.images import open_rgb
-    from edgessl.data.preprocess import preprocess
-
-    meta = model.meta
 
     def run() -> np.ndarray:
         images = [open_rgb(io.BytesIO(s) if isinstance(s, bytes) else s) for s in sources]
-        batch = np.stack([preprocess(i, meta.image_size, meta.mean, meta.std) for i in images])
-        return model.run(batch)
+        return model.run(model_inputs(model.meta, images))
 
     return run
 

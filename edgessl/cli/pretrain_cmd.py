@@ -22,6 +22,8 @@ def pretrain_command(
     hflip: float | None = typer.Option(None, help="Override the flip probability (0 = off)."),
     out: Path | None = typer.Option(None, help="Checkpoint folder (default models/...)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the unfinished run in --out (same flags)."),
 ) -> None:
     """Pretrain a backbone on unlabeled images; writes model.safetensors and card.json."""
     import dataclasses
@@ -36,7 +38,7 @@ def pretrain_command(
         cfg = PretrainConfig(
             data=str(data) if data else None, method=method, backbone=backbone,
             image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-            augment=augment, out=str(out) if out else None, force=force)
+            augment=augment, out=str(out) if out else None, force=force, resume=resume)
         result = pretrain(cfg)
     echo(f"saved {result.path}  final loss {result.losses[-1]:.4f}  "
          f"{result.images_per_second:.0f} images/s  {result.seconds:.0f} s")

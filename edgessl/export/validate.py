@@ -35,7 +35,8 @@ def artifact_size_mib(path: Path) -> float:
 
 
 def validation_samples(card: ModelCard, data: str | Path | None) -> tuple[list[Path], np.ndarray]:
-    """The val split's image paths and labels, indexed like the checkpoint's labels.
+    """The val split's image paths and labels, indexed like the checkpoint's labels (or the
+    data's classes, for a backbone checkpoint).
 
     Uses the same ``load_labeled`` call (val_fraction, seed) as fine-tuning did.
 
@@ -52,11 +53,12 @@ def validation_samples(card: ModelCard, data: str | Path | None) -> tuple[list[P
         raise DataError(f"the checkpoint's data '{root}' is gone; pass --data with a labeled "
                         "folder of the same classes to validate the export on")
     labeled = load_labeled(root, card.data.get("val_fraction", 0.2), card.data.get("seed", 0))
-    if set(labeled.classes) != set(card.labels):
+    if card.labels and set(labeled.classes) != set(card.labels):
         differ = sorted(set(labeled.classes) ^ set(card.labels))
         raise DataError(f"classes in '{root}' differ from the checkpoint's labels "
                         f"({', '.join(differ[:5])}); pass --data with the same classes")
-    index = {name: i for i, name in enumerate(card.labels)}
+    # A backbone checkpoint has no labels: its embeddings are scored against the data's classes.
+    index = {name: i for i, name in enumerate(card.labels or labeled.classes)}
     paths = [p for p, _ in labeled.val]
     labels = np.array([index[labeled.classes[y]] for _, y in labeled.val], dtype=np.int64)
     return paths, labels

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.artifact import META_KEY, ArtifactMeta
-from edgessl.errors import CheckpointError, DeviceUnavailableError
+from edgessl.errors import CheckpointError, DataError, DeviceUnavailableError
 
 # Virtual devices that dispatch to real ones; EXECUTION_DEVICES says which ran.
 VIRTUAL_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")
@@ -96,6 +96,8 @@ class OpenVinoModel:
         self.load_seconds = load_seconds
         self.compiled = compiled
         self._request = compiled.create_infer_request()
+        shape = compiled.input(0).get_partial_shape()
+        self._fixed_batch = None if shape.is_dynamic else int(shape[0].get_length())
         self.execution_devices: tuple[str, ...] = ()
         self.settings: dict = {}
         self._recompile = None  # (core, model, device, config) for compile_for_throughput
@@ -104,7 +106,17 @@ class OpenVinoModel:
         """Run one batch float32 [N, 3, S, S] (normalised), or uint8 [N, S, S, 3] for artifacts
         with embedded preprocessing; returns float32 [N, C] scores (or [N, D] embeddings)."""
         x = self.meta.check_batch(batch, self.path)
-        self._request.infer({0: x})
+        # Written into the request's own input tensor: infer({0: x}) would wrap the array in a
+        # new tensor and build a result dict on every call, tens of µs a run on small models.
+        tensor = self._request.get_input_tensor(0)
+        if tuple(tensor.shape) != x.shape:
+            if self._fixed_batch is not None:
+                raise DataError(f"'{self.path}' is compiled for a fixed batch of "
+                                f"{self._fixed_batch}, got {x.shape[0]} images; pass "
+                                f"batches of {self._fixed_batch}")
+            tensor.shape = x.shape  # a dynamic-batch IR: the tensor follows the batch
+        tensor.data[...] = x
+        self._request.infer()
         return np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
     def compile_for_throughput(self, hint: str = "THROUGHPUT", streams: int = 0):
@@ -180,7 +192,9 @@ def load(path: Path, device: str = "CPU", profile=None, batch: int | None = None
     model = _read_ir(core, path)
     meta = _read_meta(model, path)
     if batch is not None:
-        model.reshape({0: [batch, 3, meta.image_size, meta.image_size]})
+        shape = model.input(0).get_partial_shape()  # [N, 3, S, S], or [N, S, S, 3] raw input
+        shape[0] = batch
+        model.reshape({0: shape})
     config = compile_config(meta, device, profile)
     try:
         compiled = core.compile_model(model, device, config)

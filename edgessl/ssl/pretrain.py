@@ -11,15 +11,23 @@ from pathlib import Path
 import torch
 
 from edgessl.backbones import BackboneSpec, create_backbone
-from edgessl.checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelCard
+from edgessl.checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelCard, read_card
 from edgessl.data.images import find_images, require_dir
 from edgessl.data.labeled import fingerprint
 from edgessl.data.tensors import ImageDataset
-from edgessl.errors import ConfigError
-from edgessl.models import save_model
+from edgessl.errors import CheckpointError, ConfigError, EdgesslError, OutputExistsError
+from edgessl.models import load_train_state, save_model
 from edgessl.ssl import METHODS
 from edgessl.ssl.augment import AugmentConfig, MultiView, view_transform
-from edgessl.training import cosine_with_warmup, param_groups, progress_bar, seed_everything
+from edgessl.training import (
+    GracefulStop,
+    cosine_with_warmup,
+    param_groups,
+    progress_bar,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 
 log = logging.getLogger("edgessl")
 
@@ -39,6 +47,8 @@ class PretrainConfig:
         augment: view augmentations; None = the method's preset.
         out: checkpoint folder; None = ``models/<method>-<backbone>``.
         force: replace an existing ``out``.
+        resume: continue the unfinished run in ``out`` (same flags) from its last epoch.
+        method_options: the method's own settings (fields of its ``Config``).
     """
 
     data: str | None = None
@@ -54,6 +64,7 @@ class PretrainConfig:
     augment: AugmentConfig | None = None
     out: str | None = None
     force: bool = False
+    resume: bool = False
     method_options: dict = field(default_factory=dict)
 
 
@@ -84,74 +95,174 @@ def _check(config: PretrainConfig) -> None:
         raise ConfigError(f"--lr must be > 0, got {config.lr}")
 
 
+class Interrupted(EdgesslError):
+    """The run was stopped by a signal after saving a resumable checkpoint (exit code 130)."""
+
+    exit_code = 130
+
+
+@dataclass
+class _Run:
+    """Everything a pretraining run carries from epoch to epoch (saved for --resume)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # batches done in the current epoch
+    step: int = 0
+    epoch_loss: float = 0.0  # loss summed over the current epoch's batches
+    losses: list = field(default_factory=list)
+    seen: int = 0  # images this process trained on, for images/s (not saved)
+    started: float = field(default_factory=time.perf_counter)
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
+                "batch": self.batch, "step": self.step, "epoch_loss": self.epoch_loss,
+                "losses": list(self.losses), "rng": rng_state()}
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.epoch_loss, self.losses = state["epoch_loss"], list(state["losses"])
+        set_rng_state(state["rng"])
+
+
+def _output_folder(config: PretrainConfig, spec: BackboneSpec) -> Path:
+    out = Path(config.out or Path("models") / f"{config.method}-{spec.name}")
+    if config.resume:
+        if not out.is_dir():
+            raise CheckpointError(f"nothing to resume: '{out}' does not exist; "
+                                  "start without --resume")
+    elif out.exists() and not config.force:
+        raise OutputExistsError(f"'{out}' exists; pass --force to overwrite it, --resume to "
+                                "continue it, or choose --out")
+    return out
+
+
+def _resume(run: _Run, out: Path, spec: BackboneSpec, config: PretrainConfig) -> None:
+    card = read_card(out)
+    if card.training.get("epochs") != config.epochs:
+        raise CheckpointError(f"cannot resume '{out}': it was started with --epochs "
+                              f"{card.training.get('epochs')}, not {config.epochs}; "
+                              "resume with the same flags")
+    if card.backbone != spec.to_dict() or card.method != config.method:
+        raise CheckpointError(
+            f"cannot resume '{out}': it holds {card.method} on {card.backbone['name']} at "
+            f"{card.backbone['image_size']} px, not {config.method} on {spec.name} at "
+            f"{spec.image_size} px; use the same flags or start a new --out")
+    run.restore(load_train_state(out))
+    log.info("resuming %s at epoch %d (batch %d) of %d", out, run.epoch + 1, run.batch,
+             config.epochs)
+
+
+def epoch_loader(dataset, batch_size: int, seed: int, epoch: int, skip: int):
+    """The epoch's batches in a seeded order, without the first ``skip`` (done before a stop).
+
+    The order depends only on (seed, epoch), so a resumed run sees the same batches as an
+    uninterrupted one; incomplete last batches are dropped (contrastive losses want full ones).
+    """
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(
+        seed * 100_003 + epoch)).tolist()
+    batches = [order[i * batch_size:(i + 1) * batch_size]
+               for i in range(skip, len(dataset) // batch_size)]
+    # Its own generator: creating the iterator must not draw from the global RNG, which the
+    # augmentations use and --resume restores.
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches,
+                                       generator=torch.Generator().manual_seed(seed))
+
+
+def _train_epoch(run: _Run, loader, total: int, bar, stop: GracefulStop) -> bool:
+    """The rest of the current epoch; returns False when a stop was requested mid-epoch."""
+    for views, _ in loader:
+        loss, _features = run.model.training_step(views)
+        if not torch.isfinite(loss):
+            raise ConfigError(f"loss became {loss.item()} at step {run.step}; lower --lr")
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        run.step += 1
+        run.model.after_step(run.step / total)
+        run.epoch_loss += loss.item()
+        run.batch += 1
+        run.seen += views[0].shape[0]
+        rate = run.seen / max(time.perf_counter() - run.started, 1e-9)
+        bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
+        bar.update(1)
+        if stop.requested:
+            return False
+    run.losses.append(run.epoch_loss / max(1, run.batch))
+    run.epoch, run.batch, run.epoch_loss = run.epoch + 1, 0, 0.0
+    return True
+
+
 def pretrain(config: PretrainConfig) -> PretrainResult:
-    """Pretrain ``config.backbone`` with ``config.method`` and save a backbone checkpoint."""
+    """Pretrain ``config.backbone`` with ``config.method`` and save a backbone checkpoint.
+
+    A checkpoint (weights, card and ``train_state.pt``) is written atomically after every
+    epoch, so a killed run loses at most one epoch; ``resume=True`` continues it with identical
+    optimiser, schedule and RNG state. SIGINT/SIGTERM save a checkpoint and raise Interrupted.
+    """
     from edgessl.data.digits import default_digits_dir
 
     _check(config)
     method_cls = METHODS.get(config.method)
     root = unlabeled_root(config.data if config.data is not None else default_digits_dir())
     spec = BackboneSpec.for_images(config.backbone, config.image_size)
-    out = Path(config.out or Path("models") / f"{config.method}-{spec.name}")
-    if out.exists() and not config.force:
-        from edgessl.errors import OutputExistsError
-
-        raise OutputExistsError(f"'{out}' exists; pass --force to overwrite it or choose --out")
+    out = _output_folder(config, spec)
     paths = find_images(root, "unlabeled data folder")
-    generator = seed_everything(config.seed)
+    seed_everything(config.seed)
     augment = config.augment or method_cls.augment
     transform = MultiView(view_transform(augment, config.image_size, IMAGENET_MEAN, IMAGENET_STD),
                           method_cls.num_views)
     dataset = ImageDataset(paths, config.image_size, transform=transform)
     batch_size = min(config.batch_size, len(dataset))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                                         drop_last=True, generator=generator)
+    steps_per_epoch = len(dataset) // batch_size
     try:
         method_config = method_cls.Config(**config.method_options)
     except TypeError as exc:
         raise ConfigError(f"bad option for method '{config.method}': {exc}") from None
-    model = method_cls(create_backbone(spec), method_config)
-    model.train()
+    model = method_cls(create_backbone(spec), method_config).train()
     optimizer = torch.optim.SGD(param_groups(model, config.weight_decay), lr=config.lr,
                                 momentum=0.9)
-    total = config.epochs * len(loader)
-    scheduler = cosine_with_warmup(optimizer, total, config.warmup_epochs * len(loader))
+    total = config.epochs * steps_per_epoch
+    run = _Run(model, optimizer, cosine_with_warmup(optimizer, total,
+                                                    config.warmup_epochs * steps_per_epoch))
+    if config.resume:
+        _resume(run, out, spec, config)
+
+    def card(seconds: float, complete: bool) -> ModelCard:
+        return ModelCard(
+            kind="backbone", backbone=spec.to_dict(), method=config.method,
+            training={"epochs": config.epochs, "epochs_done": run.epoch, "complete": complete,
+                      "final_loss": run.losses[-1] if run.losses else None,
+                      "batch_size": batch_size, "lr": config.lr, "seed": config.seed,
+                      "loss_per_epoch": run.losses, "augment": dataclasses.asdict(augment),
+                      "seconds": round(seconds, 1),
+                      "method_options": dataclasses.asdict(method_config)},
+            data={"path": str(root.resolve()), "fingerprint": fingerprint(paths),
+                  "images": len(paths)})
+
     log.info("pretraining %s on %d images from %s (%s, %d px, %d epochs, batch %d)",
              config.method, len(dataset), root, spec.name, config.image_size, config.epochs,
              batch_size)
-    losses, seen, start, step = [], 0, time.perf_counter(), 0
-    with progress_bar(total, f"pretrain {config.method}") as bar:
-        for _epoch in range(config.epochs):
-            epoch_loss, batches = 0.0, 0
-            for views, _ in loader:
-                loss, _features = model.training_step(views)
-                if not torch.isfinite(loss):
-                    raise ConfigError(f"loss became {loss.item()} at step {step}; lower --lr")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                model.after_step(step / total)
-                epoch_loss += loss.item()
-                batches += 1
-                seen += views[0].shape[0]
-                rate = seen / (time.perf_counter() - start)
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
-                bar.update(1)
-            losses.append(epoch_loss / max(1, batches))
+    start = time.perf_counter()
+    with GracefulStop() as stop, progress_bar(total, f"pretrain {config.method}") as bar:
+        bar.update(run.step)
+        while run.epoch < config.epochs:
+            loader = epoch_loader(dataset, batch_size, config.seed, run.epoch, run.batch)
+            finished = _train_epoch(run, loader, total, bar, stop)
+            done = run.epoch == config.epochs
+            save_model(model.backbone, card(time.perf_counter() - start, done), out,
+                       force=True, train_state=None if done else run.state())
+            if not finished:
+                raise Interrupted(f"{stop.requested}: saved a checkpoint at epoch {run.epoch + 1}, "
+                                  f"batch {run.batch} to {out}; continue with --resume")
     seconds = time.perf_counter() - start
-    card = ModelCard(
-        kind="backbone",
-        backbone=spec.to_dict(),
-        method=config.method,
-        training={"epochs": config.epochs, "final_loss": losses[-1], "batch_size": batch_size,
-                  "lr": config.lr, "seed": config.seed, "loss_per_epoch": losses,
-                  "augment": dataclasses.asdict(augment), "seconds": round(seconds, 1),
-                  "method_options": dataclasses.asdict(method_config)},
-        data={"path": str(root.resolve()), "fingerprint": fingerprint(paths),
-              "images": len(paths)},
-    )
-    save_model(model.backbone, card, out, force=config.force)
-    log.info("saved %s (final loss %.4f, %.0f images/s)", out, losses[-1], seen / seconds)
-    return PretrainResult(out, tuple(losses), seconds, seen / seconds)
+    rate = run.seen / max(seconds, 1e-9)
+    log.info("saved %s (final loss %.4f, %.0f images/s)", out, run.losses[-1], rate)
+    return PretrainResult(out, tuple(run.losses), seconds, rate)
