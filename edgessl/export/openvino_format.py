@@ -10,6 +10,7 @@ post-training quantization (``nncf.quantize``; ``quantize_with_accuracy_control`
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,8 @@ from edgessl.errors import EdgesslError
 
 if TYPE_CHECKING:
     from edgessl.export.formats import ExportOutput, ExportRequest
+
+log = logging.getLogger("edgessl")
 
 INPUT_NAME = "input"
 
@@ -80,13 +83,40 @@ def torch_to_openvino(model, image_size: int, output: str = "logits"):
                                       dynamic_shapes=({0: torch.export.Dim("batch")},))
         ov_model = ov.convert_model(program)
     except Exception as exc:  # noqa: BLE001 - torch.export and the converter raise many types
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise EdgesslError(f"OpenVINO {ov.get_version()} cannot convert this backbone "
-                           f"({first}); try --format onnx or another backbone") from exc
+        # Some aten ops have no OpenVINO rule (timm ViTs resample their position embedding
+        # with antialiased bicubic, which the ONNX exporter folds into a constant); OpenVINO's
+        # ONNX frontend then reads the same graph from the ONNX exporter.
+        log.info("OpenVINO cannot convert the torch program (%s); converting via ONNX",
+                 _reason(exc))
+        ov_model = _via_onnx(model, image_size, output, exc)
     ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([-1, 3, image_size, image_size])})
     ov_model.inputs[0].get_tensor().set_names({INPUT_NAME})
     ov_model.outputs[0].get_tensor().set_names({output})
     return ov_model
+
+
+def _reason(exc: Exception) -> str:
+    """The informative line of a converter error ("No conversion rule found for ...")."""
+    lines = [ln.strip(" -") for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if "conversion rule" in ln or "not supported" in ln]
+    return (useful or lines or [type(exc).__name__])[0][:200]
+
+
+def _via_onnx(model, image_size: int, output: str, first_error: Exception):
+    import onnx
+    import openvino as ov
+
+    from edgessl.export.onnx_format import _torch_to_onnx
+
+    with tempfile.TemporaryDirectory(prefix="edgessl-ov-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        try:
+            onnx.save(_torch_to_onnx(model, image_size, output), str(path))
+            return ov.convert_model(str(path))
+        except Exception as exc:  # noqa: BLE001 - as above
+            raise EdgesslError(f"OpenVINO {ov.get_version()} cannot convert this backbone "
+                               f"({_reason(first_error)}); try --format onnx or another "
+                               "backbone") from exc
 
 
 def quantize_openvino(ov_model, request: ExportRequest):
