@@ -72,3 +72,16 @@ def test_pretrain_is_reproducible(digits_dir, tmp_path):
     a = pretrain(PretrainConfig(out=str(tmp_path / "a"), **cfg))
     b = pretrain(PretrainConfig(out=str(tmp_path / "b"), **cfg))
     assert a.losses == b.losses
+
+
+def test_pretrain_any_timm_model_with_small_image_stem(digits_dir, tmp_path):
+    result = pretrain(PretrainConfig(data=str(digits_dir / "val"), out=str(tmp_path / "t"),
+                                     **{**TINY_PRETRAIN, "backbone": "timm:test_resnet",
+                                        "epochs": 1}))
+    model, card = load_model(result.path)
+    assert card.backbone == {"name": "test_resnet", "image_size": 16, "small_stem": True}
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.stride == (1, 1)
+    assert not isinstance(getattr(model.model, "maxpool", None), torch.nn.MaxPool2d)
+    # 16 px keeps spatial detail: the last feature map is larger than 1x1
+    assert model.model.forward_features(torch.zeros(1, 3, 16, 16)).shape[-1] >= 2
