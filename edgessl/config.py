@@ -46,9 +46,11 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
     Raises:
         ConfigError: on an unknown key (listing the valid keys) or a value of the wrong type.
     """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table of key = value, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(str(k) for k in data if k not in fields)
     if unknown:
         raise ConfigError(
             f"{where}: unknown key '{unknown[0]}'. Valid keys: {', '.join(sorted(fields))}"
@@ -66,7 +68,10 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
         if annotation is float and isinstance(value, int):
             value = float(value)
         values[key] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError, OverflowError) as exc:  # from a __post_init__ check
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -32,6 +32,16 @@ class DeviceUnavailableError(EdgesslError):
     """A target device, runtime or provider that this host does not offer."""
 
 
+class OutputWriteError(EdgesslError):
+    """An output that cannot be written: a read-only place, a path under a file, a full disk."""
+
+
+class Interrupted(EdgesslError):
+    """A run stopped by SIGINT/SIGTERM after saving what it had (exit code 130, as a shell's)."""
+
+    exit_code = 130
+
+
 def unknown_choice(kind: str, name: str, choices: Iterable[str]) -> ConfigError:
     """Build the error for an unknown name, with a close-match suggestion.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -11,17 +12,55 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgessl.errors import EdgesslError, OutputExistsError
+from edgessl.errors import OutputExistsError, OutputWriteError
+
+# errno values that mean "this place cannot take the output" (as opposed to a bad input file).
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
 def _check_writable(parent: Path) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EdgesslError(f"cannot create output folder '{parent}': {exc.strerror}; "
-                           "choose a writable --out") from None
+        raise OutputWriteError(f"cannot create output folder '{parent}': {exc.strerror}; "
+                               "choose a writable --out") from None
     if not os.access(parent, os.W_OK):
-        raise EdgesslError(f"output folder '{parent}' is not writable; choose another --out")
+        raise OutputWriteError(f"output folder '{parent}' is not writable; choose another --out")
+
+
+def check_output_path(target: str | Path) -> Path:
+    """Check before a long run that ``target`` could be written, creating nothing.
+
+    The nearest existing ancestor must be a writable folder (not a file).
+
+    Raises:
+        OutputWriteError: when ``target`` lies under a file or a read-only folder.
+    """
+    target = Path(target).expanduser()
+    ancestor = target.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputWriteError(f"cannot write '{target}': '{ancestor}' is a file, not a folder; "
+                               "choose another --out")
+    if not os.access(ancestor, os.W_OK):
+        raise OutputWriteError(f"cannot write '{target}': folder '{ancestor}' is not writable; "
+                               "choose another --out")
+    return target
+
+
+def write_failure(exc: BaseException, target: Path) -> OutputWriteError | None:
+    """The one-line error for a failed write (disk full, quota, read-only), else None.
+
+    Libraries report a full disk in their own exception types (safetensors, torch.save), so
+    the message text is checked as well as ``errno``.
+    """
+    full = "no space left on device" in str(exc).lower()
+    if not full and not (isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS):
+        return None
+    reason = "no space left on device" if full else (exc.strerror or str(exc)).lower()
+    return OutputWriteError(f"could not write '{target}': {reason}; the previous output (if "
+                            "any) is unchanged: free some space or choose another --out")
 
 
 def _previous(target: Path) -> Path:
@@ -66,8 +105,11 @@ def atomic_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        failure = write_failure(exc, target)
+        if failure is not None:
+            raise failure from None
         raise
 
 
@@ -84,8 +126,11 @@ def atomic_file(target: str | Path, force: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        failure = write_failure(exc, target)
+        if failure is not None:
+            raise failure from None
         raise
 
 

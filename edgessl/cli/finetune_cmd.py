@@ -13,8 +13,10 @@ from edgessl.cli.app import app, echo, user_errors
 def finetune_command(
     data: Path | None = typer.Argument(None, help="Labeled data (default: built-in digits)."),
     backbone: str = typer.Option(
-        "scratch", help="edgessl checkpoint folder, 'scratch[:NAME]', or a timm name."),
-    arch: str = typer.Option("resnet_tiny", help="Architecture for plain 'scratch'."),
+        "scratch", help="edgessl checkpoint folder, a weights file for --arch (.safetensors, "
+                        ".pt/.pth: tensors only), 'scratch[:NAME]', or a timm name."),
+    arch: str = typer.Option("resnet_tiny",
+                             help="Architecture for plain 'scratch' or a weights file."),
     mode: str | None = typer.Option(
         None, help="linear | full (default: linear for pretrained, full for scratch)."),
     labels_per_class: int | None = typer.Option(

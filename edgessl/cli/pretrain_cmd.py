@@ -32,6 +32,11 @@ def pretrain_command(
     from edgessl.ssl.pretrain import PretrainConfig, pretrain
 
     with user_errors():
+        if resume and force:
+            from edgessl.errors import ConfigError
+
+            raise ConfigError("--resume continues the run in --out and --force replaces it; "
+                              "pass only one of them")
         augment = None
         if hflip is not None:
             augment = dataclasses.replace(METHODS.get(method).augment, hflip=hflip)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from edgessl.errors import DataError
@@ -35,49 +36,87 @@ def list_image_files(root: Path) -> list[Path]:
     return files
 
 
-def open_rgb(path: str | Path):
+def open_rgb(path, min_side: int | None = None):
     """Decode one image as RGB (grayscale, palette, RGBA, 16-bit and CMYK are converted).
+
+    Args:
+        path: a file path or a binary file object.
+        min_side: the size the caller will shrink the image to, in pixels. When given, a large
+            image is decoded small: a JPEG at 1/2 to 1/8 scale by its decoder (``draft``), any
+            other format reduced by an integer factor right after decoding, keeping the shorter
+            side at least ``2 * min_side``. A 50-megapixel photo then costs a few MiB, not 150.
 
     Returns:
         A ``PIL.Image.Image`` in RGB mode.
 
     Raises:
-        OSError/ValueError (from Pillow) when the file is not a decodable image.
+        OSError/ValueError (from Pillow) when the file is not a decodable image;
+        ``PIL.Image.DecompressionBombWarning``/``DecompressionBombError`` when its header
+        claims more pixels than Pillow's limit (``Image.MAX_IMAGE_PIXELS``).
     """
     from PIL import Image
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as img:
+            if min_side:
+                img.draft(None, (2 * min_side, 2 * min_side))  # JPEG only; others ignore it
             img.load()
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 img = img.point(lambda v: v / 256).convert("L")
+            elif img.mode == "F":
+                img = img.point(lambda v: v * 255).convert("L")
+            if min_side and min(img.size) >= 4 * min_side:
+                img = img.reduce(min(img.size) // (2 * min_side))
             return img.convert("RGB")
+
+
+def image_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be used as an image ("empty file", "truncated", ...), or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file"
+        open_rgb(path, min_side=32)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        return f"decompression bomb (over Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels)"
+    except UnidentifiedImageError:
+        return "not an image"
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means "skip this file"
+        return "truncated" if "truncated" in str(exc) else f"corrupt ({type(exc).__name__})"
+    return None
 
 
 def is_readable_image(path: Path) -> bool:
     """True when ``path`` decodes as an image (cheap header check plus full decode)."""
-    try:
-        open_rgb(path)
-    except Exception:  # noqa: BLE001 - any decoder failure means "skip this file"
-        return False
-    return True
+    return image_problem(path) is None
 
 
 def usable_images(paths: list[Path], root: Path) -> list[Path]:
-    """Keep the images that decode; warn once with the count of skipped files.
+    """Keep the images that decode; warn once with the count of skipped files and why.
 
     Raises:
         DataError: when no file under ``root`` is a usable image.
     """
-    good = [p for p in paths if is_readable_image(p)]
-    skipped = len(paths) - len(good)
-    if skipped:
-        log.warning("skipped %d unreadable or corrupt image file(s) under %s", skipped, root)
+    good, problems = [], {}
+    for p in paths:
+        problem = image_problem(p)
+        if problem is None:
+            good.append(p)
+        else:
+            problems[p] = problem
+    if problems:
+        reasons = Counter(problems.values())
+        first = next(iter(problems))
+        log.warning("skipped %d unreadable or corrupt image file(s) under %s: %s; first: %s (%s)",
+                    len(problems), root, ", ".join(f"{n} {r}" for r, n in reasons.most_common()),
+                    first, problems[first])
     if not good:
         raise DataError(
-            f"no usable image in '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)}); "
-            "point to a folder that holds images"
+            f"no usable image in '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)}"
+            + (f"; skipped {len(problems)} unreadable file(s)" if problems else "")
+            + "); point to a folder that holds images"
         )
     return good
 

@@ -38,7 +38,7 @@ def to_chw(img, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
 def preprocess(image, image_size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """A path or PIL image -> float32 [3, image_size, image_size] normalised with mean/std."""
     if isinstance(image, (str, Path)):
-        image = open_rgb(image)
+        image = open_rgb(image, min_side=image_size)
     elif image.mode != "RGB":
         image = image.convert("RGB")
     return to_chw(resize_center_crop(image, image_size), mean, std)

@@ -15,7 +15,7 @@ PRELOAD_LIMIT_BYTES = 1 << 30  # decode up to 1 GiB of pixels once instead of ev
 
 def load_uint8(path: Path, image_size: int) -> torch.Tensor:
     """One image -> uint8 tensor [3, image_size, image_size] (shorter side resized, centre crop)."""
-    img = resize_center_crop(open_rgb(path), image_size)
+    img = resize_center_crop(open_rgb(path, min_side=image_size), image_size)
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 

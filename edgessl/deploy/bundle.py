@@ -27,7 +27,7 @@ FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "openvino": "openvino"}
 # Light edgessl modules the runner imports (relative to the package); the runtime's own module
 # is added per bundle. tests/test_deploy.py checks that nothing else is imported.
 VENDORED = (
-    "__init__.py", "errors.py", "artifact.py",
+    "__init__.py", "errors.py", "artifact.py", "safety.py",
     "data/__init__.py", "data/images.py", "data/preprocess.py", "data/labeled.py",
     "runtimes/__init__.py", "runtimes/base.py",
     "runtime/__init__.py", "runtime/model.py", "runtime/measure.py", "runtime/runner.py",

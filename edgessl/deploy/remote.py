@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import subprocess
 import tempfile
@@ -36,6 +37,8 @@ folder = tempfile.mkdtemp(prefix="edgessl-") if ok else ""
 print(json.dumps({"version": ".".join(map(str, sys.version_info[:3])), "missing": missing,
                   "folder": folder, "executable": sys.executable}))
 """.replace("MIN_PYTHON", repr(MIN_PYTHON))
+# What the probe's mkdtemp(prefix="edgessl-") may return: no spaces, quotes or shell syntax.
+SAFE_REMOTE_FOLDER = re.compile(r"(/[A-Za-z0-9._-]+)*/edgessl-[A-Za-z0-9._-]+")
 UNREACHABLE = ("connection refused", "timed out", "no route to host", "could not resolve",
                "network is unreachable", "name or service not known", "connection closed",
                "connection reset", "kex_exchange_identification", "temporary failure")
@@ -262,6 +265,11 @@ def probe(session: SshSession, runtime: str, requirements: list[str]) -> dict:
         fix = shlex.join([python, "-m", "pip", "install", *wanted])
         raise RemoteError("runtime", f"'{python}' on {target} lacks {', '.join(names)}; "
                           f"install them on the device ({target.ssh_command()}): {fix}")
+    if not SAFE_REMOTE_FOLDER.fullmatch(str(info.get("folder", ""))):
+        # scp may hand the path to the remote shell: only a plain mkdtemp path is accepted.
+        raise RemoteError("remote", f"'{python}' on {target} reported an unexpected working "
+                          f"folder {str(info.get('folder'))[:100]!r}; check that it is a real "
+                          "Python (pass --remote-python PATH)")
     return info
 
 

@@ -39,6 +39,17 @@ def _from_checkpoint(path: Path, image_size: int | None) -> BackboneSource:
     return BackboneSource(backbone, card.method, card.mean, card.std, str(path.resolve()))
 
 
+def _from_weights_file(path: Path, image_size: int | None, arch: str) -> BackboneSource:
+    """``arch`` with weights from a .safetensors/.pt file (never unpickling code)."""
+    from edgessl.backbones.weights import load_into_backbone, load_weights_file
+
+    state = load_weights_file(path)
+    backbone = create_backbone(BackboneSpec.for_images(arch, image_size or 32))
+    load_into_backbone(backbone, state, str(path))
+    return BackboneSource(backbone, "weights-file", IMAGENET_MEAN, IMAGENET_STD,
+                          str(path.resolve()))
+
+
 def _from_timm_hub(name: str, image_size: int) -> BackboneSource:
     import timm
 
@@ -67,14 +78,19 @@ def resolve_backbone(text: str, image_size: int | None, arch: str) -> BackboneSo
     """Turn ``--backbone`` into a backbone.
 
     Args:
-        text: a checkpoint folder, ``scratch`` (random ``arch``), ``scratch:NAME``, or a timm
+        text: a checkpoint folder, a weights file for ``arch`` (.safetensors, or .pt/.pth/.th
+            holding tensors only), ``scratch`` (random ``arch``), ``scratch:NAME``, or a timm
             model name (``timm:NAME`` or ``NAME``) whose pretrained weights are loaded.
         image_size: input side in pixels; None = the checkpoint's, or 32.
         arch: architecture for plain ``scratch``.
     """
+    from edgessl.backbones.weights import WEIGHTS_SUFFIXES
+
     path = Path(text).expanduser()
     if is_checkpoint(path):
         return _from_checkpoint(path, image_size)
+    if path.suffix.lower() in WEIGHTS_SUFFIXES:
+        return _from_weights_file(path, image_size, arch)
     if path.exists() or "/" in text:
         raise CheckpointError(f"'{text}' is not an edgessl checkpoint (no card.json); pass a "
                               "folder made by edgessl pretrain, a timm name, or 'scratch'")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,17 @@ import torch
 from edgessl.checkpoint import METRICS_FILE, ModelCard
 from edgessl.data.labeled import LabeledData, fingerprint, labels_per_class, load_labeled
 from edgessl.data.tensors import ImageDataset
-from edgessl.errors import ConfigError, OutputExistsError
+from edgessl.errors import ConfigError, Interrupted, OutputExistsError
 from edgessl.finetune.evaluate import classification_metrics, predict_logits
 from edgessl.finetune.source import resolve_backbone
 from edgessl.models import Classifier, save_model
-from edgessl.training import cosine_with_warmup, param_groups, progress_bar, seed_everything
+from edgessl.training import (
+    GracefulStop,
+    cosine_with_warmup,
+    param_groups,
+    progress_bar,
+    seed_everything,
+)
 
 log = logging.getLogger("edgessl")
 
@@ -82,8 +89,19 @@ def _features(backbone, dataset: ImageDataset, normalize) -> torch.Tensor:
                           for i in range(0, len(dataset), 256)])
 
 
-def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr):
-    """Fit the head on frozen features; feature standardisation is folded into the head."""
+def _stopped(stop: GracefulStop | None) -> bool:
+    return stop is not None and stop.requested is not None
+
+
+def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr,
+                       stop: GracefulStop | None = None, progress: dict | None = None):
+    """Fit the head on frozen features; feature standardisation is folded into the head.
+
+    A stop request (SIGINT/SIGTERM via ``stop``) ends training after the current step; the
+    head is still folded, so the model is usable. ``progress["epochs_done"]`` counts epochs.
+    """
+    progress = {} if progress is None else progress
+    progress["epochs_done"] = 0
     feats = _features(model.backbone, dataset, normalize)
     labels = torch.tensor(dataset.labels)
     mu, sigma = feats.mean(0), feats.std(0, unbiased=False) + 1e-6
@@ -93,7 +111,10 @@ def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg,
     steps_per_epoch = max(1, -(-len(z) // cfg.batch_size))
     sched = cosine_with_warmup(opt, epochs * steps_per_epoch, 0)
     gen = torch.Generator().manual_seed(cfg.seed)
+    loss = torch.tensor(float("nan"))
     for _ in range(epochs):
+        if _stopped(stop):
+            break
         order = torch.randperm(len(z), generator=gen)
         for i in range(0, len(z), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
@@ -102,15 +123,27 @@ def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg,
             loss.backward()
             opt.step()
             sched.step()
+            if _stopped(stop):
+                break
+        else:
+            progress["epochs_done"] += 1
     with torch.no_grad():  # W((x - mu) / sigma) + b == (W / sigma) x + (b - W mu / sigma)
         model.head.weight.copy_(head.weight / sigma)
         model.head.bias.copy_(head.bias - (head.weight / sigma) @ mu)
-    return loss.item()
+    return float(loss.item())
 
 
-def train_full(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr):
-    """Train backbone and head end to end with light augmentation."""
+def train_full(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr,
+               stop: GracefulStop | None = None, progress: dict | None = None):
+    """Train backbone and head end to end with light augmentation.
+
+    A stop request (``stop``) ends training after the current step; ``progress["epochs_done"]``
+    counts complete epochs.
+    """
     from torchvision.transforms import v2
+
+    progress = {} if progress is None else progress
+    progress["epochs_done"] = 0
 
     size = dataset.image_size
     augment = v2.Compose([v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True),
@@ -122,8 +155,11 @@ def train_full(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs,
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr)
     sched = cosine_with_warmup(opt, epochs * len(loader), min(len(loader), 10))
     model.train()
+    loss = torch.tensor(float("nan"))
     with progress_bar(epochs * len(loader), "finetune full") as bar:
         for _ in range(epochs):
+            if _stopped(stop):
+                break
             for x, y in loader:
                 loss = torch.nn.functional.cross_entropy(model(x), y)
                 opt.zero_grad(set_to_none=True)
@@ -132,8 +168,12 @@ def train_full(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs,
                 sched.step()
                 bar.set_postfix(loss=f"{loss.item():.3f}")
                 bar.update(1)
+                if _stopped(stop):
+                    break
+            else:
+                progress["epochs_done"] += 1
     model.eval()
-    return loss.item()
+    return float(loss.item())
 
 
 def _check(cfg: FinetuneConfig, mode: str) -> None:
@@ -150,54 +190,77 @@ def _check(cfg: FinetuneConfig, mode: str) -> None:
 def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneResult:
     """Train a classifier as ``cfg`` says, evaluate it on the val split and save it.
 
+    SIGINT/SIGTERM during training stop it after the current step: the classifier as it is then
+    is saved with ``training.complete`` false (and no metrics), and Interrupted is raised.
+
     Args:
         cfg: the settings.
         data: an already loaded dataset (saves re-reading it when fine-tuning many times).
     """
     from edgessl.data.digits import default_digits_dir
+    from edgessl.io import check_output_path
 
     start = time.perf_counter()
     source = resolve_backbone(cfg.backbone, cfg.image_size, cfg.arch)
     mode = cfg.mode or ("full" if source.method == "scratch" else "linear")
     _check(cfg, mode)
-    name = cfg.out or Path("models") / (
-        f"{source.method}-{mode}-k{cfg.labels_per_class or 'all'}")
-    out = Path(name)
+    out = Path(cfg.out or Path("models") / (
+        f"{source.method}-{mode}-k{cfg.labels_per_class or 'all'}"))
     if out.exists() and not cfg.force:
         raise OutputExistsError(f"'{out}' exists; pass --force to overwrite it or choose --out")
+    check_output_path(out)  # before training, not after it
     if data is None:
         root = cfg.data if cfg.data is not None else default_digits_dir()
         data = load_labeled(root, cfg.val_fraction, cfg.seed)
     train = labels_per_class(data.train, cfg.labels_per_class, cfg.seed, data.classes)
     seed_everything(cfg.seed)
-    size = source.backbone.spec.image_size
     from edgessl.data.tensors import normalize_fn
 
     normalize = normalize_fn(source.mean, source.std)
-    dataset = ImageDataset([p for p, _ in train], size, labels=[y for _, y in train])
+    dataset = ImageDataset([p for p, _ in train], source.backbone.spec.image_size,
+                           labels=[y for _, y in train])
     model = Classifier(source.backbone, len(data.classes))
     epochs = cfg.epochs or MODE_DEFAULTS[mode]["epochs"]
     lr = cfg.lr or MODE_DEFAULTS[mode]["lr"]
     log.info("fine-tuning (%s) %s backbone on %d labeled images (%s per class), %d epochs",
              mode, source.method, len(train), cfg.labels_per_class or "all", epochs)
     trainer = train_linear_probe if mode == "linear" else train_full
-    final_loss = trainer(model, dataset, normalize, cfg, epochs, lr)
-    val_paths = [p for p, _ in data.val]
-    logits = predict_logits(model, val_paths, size, source.mean, source.std)
-    metrics = classification_metrics(logits.argmax(1), np.array([y for _, y in data.val]),
-                                     data.classes)
-    card = ModelCard(
+    progress: dict = {}
+    with GracefulStop() as stop:
+        loss = trainer(model, dataset, normalize, cfg, epochs, lr, stop=stop, progress=progress)
+        interrupted = stop.requested
+        training = {"mode": mode, "labels_per_class": cfg.labels_per_class, "epochs": epochs,
+                    "epochs_done": progress["epochs_done"], "complete": interrupted is None,
+                    "lr": lr, "final_loss": None if math.isnan(loss) else loss,
+                    "train_images": len(train), "seed": cfg.seed}
+        if interrupted:
+            training["interrupted"] = interrupted
+            save_model(model, _card(source, data, cfg, training), out, force=cfg.force)
+            raise Interrupted(f"{interrupted}: saved the classifier after {progress['epochs_done']}"
+                              f" of {epochs} epochs to {out}, marked incomplete; run again with "
+                              "--force to train it fully")
+        metrics = _evaluate(model, data, source)
+        training["val_top1"] = metrics["top1"]
+        save_model(model, _card(source, data, cfg, training), out, force=cfg.force,
+                   extra_json={METRICS_FILE: metrics})
+    log.info("saved %s: val top-1 %.1f%% (%d images)", out, 100 * metrics["top1"],
+             metrics["samples"])
+    return FinetuneResult(out, metrics, time.perf_counter() - start)
+
+
+def _evaluate(model: Classifier, data: LabeledData, source) -> dict:
+    logits = predict_logits(model, [p for p, _ in data.val], source.backbone.spec.image_size,
+                            source.mean, source.std)
+    return classification_metrics(logits.argmax(1), np.array([y for _, y in data.val]),
+                                  data.classes)
+
+
+def _card(source, data: LabeledData, cfg: FinetuneConfig, training: dict) -> ModelCard:
+    return ModelCard(
         kind="classifier", backbone=source.backbone.spec.to_dict(), method=source.method,
         mean=source.mean, std=source.std, labels=data.classes, source=source.source,
-        training={"mode": mode, "labels_per_class": cfg.labels_per_class, "epochs": epochs,
-                  "lr": lr, "final_loss": final_loss, "train_images": len(train),
-                  "seed": cfg.seed, "val_top1": metrics["top1"]},
+        training=training,
         data={"path": str(Path(data.root).resolve()), "val_fraction": cfg.val_fraction,
               "seed": cfg.seed, "split_by": data.split_by, "train": len(data.train),
               "val": len(data.val), "fingerprint": fingerprint([p for p, _ in data.train])},
     )
-    save_model(model, card, out, force=cfg.force, extra_json={METRICS_FILE: metrics})
-    seconds = time.perf_counter() - start
-    log.info("saved %s: val top-1 %.1f%% (%d images)", out, 100 * metrics["top1"],
-             metrics["samples"])
-    return FinetuneResult(out, metrics, seconds)

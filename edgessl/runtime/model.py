@@ -87,6 +87,10 @@ def load(path: str | Path, device: str = "CPU") -> DeployedModel:
         raise DeviceUnavailableError(
             f"'{path.name}' needs {runtime}, which is not installed for this Python; "
             f"install it with: python -m pip install {package}") from None
+    if runtime == "onnxruntime":  # before ONNX Runtime opens any external data file
+        from edgessl.safety import check_onnx_external_data
+
+        check_onnx_external_data(path)
     loaded = importlib.import_module(module_name).load(path, device=device)
     return DeployedModel(loaded)
 
@@ -166,10 +170,10 @@ class DeployedModel:
             source, image = _as_image(item, i)
             if isinstance(image, Path):
                 try:
-                    image = open_rgb(image)
+                    image = open_rgb(image, min_side=m.image_size)
                 except FileNotFoundError:
                     raise DataError(f"image '{source}' does not exist; check the path") from None
-                except (OSError, ValueError) as exc:
+                except Exception as exc:  # noqa: BLE001 - any decoder failure, bombs included
                     raise DataError(f"'{source}' is not a readable image ({exc})") from None
             elif image.mode != "RGB":
                 image = image.convert("RGB")
