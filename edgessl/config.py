@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import tomllib
 
-from edgessl.errors import ConfigError
+from edgessl.errors import ConfigError, printable
 
 C = TypeVar("C")
 
@@ -53,7 +53,8 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
     unknown = sorted(str(k) for k in data if k not in fields)
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key '{unknown[0]}'. Valid keys: {', '.join(sorted(fields))}"
+            f"{where}: unknown key '{printable(unknown[0])}'. Valid keys: "
+            f"{', '.join(sorted(fields))}"
         )
     values: dict[str, Any] = {}
     for key, value in data.items():

@@ -42,6 +42,11 @@ class Interrupted(EdgesslError):
     exit_code = 130
 
 
+def printable(text: object) -> str:
+    """``text`` with control characters escaped, so that a message stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def unknown_choice(kind: str, name: str, choices: Iterable[str]) -> ConfigError:
     """Build the error for an unknown name, with a close-match suggestion.
 
@@ -50,4 +55,5 @@ def unknown_choice(kind: str, name: str, choices: Iterable[str]) -> ConfigError:
     choices = sorted(choices)
     close = difflib.get_close_matches(name, choices, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    return ConfigError(f"unknown {kind} '{name}'.{hint} Choose from: {', '.join(choices)}")
+    return ConfigError(f"unknown {kind} '{printable(name)}'.{hint} Choose from: "
+                       f"{', '.join(choices)}")

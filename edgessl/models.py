@@ -62,13 +62,17 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, ModelCard]:
     card = read_card(path)
     model = build_model(card)
     state = load_state(path / WEIGHTS_FILE)
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
         raise CheckpointError(
             f"weights in '{path}' do not match backbone '{card.backbone['name']}' "
-            f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected keys); "
-            "the card and the weights come from different models"
+            f"({len(missing)} missing, {len(unexpected)} unexpected keys, {len(shapes)} of "
+            "another shape); the card and the weights come from different models"
         )
+    model.load_state_dict(state, strict=True)
     return model.eval(), card
 
 

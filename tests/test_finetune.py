@@ -78,8 +78,12 @@ def test_bad_backbones(backbone, error, message):
 
 
 def test_timm_weights_offline_is_a_clear_error(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    # the hub reads the variable when first imported; set it where it is looked up too
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(CheckpointError, match="scratch:resnet18"):
         resolve_backbone("timm:resnet18", 32, "resnet_micro")
 

@@ -84,7 +84,9 @@ def image_problem(path: Path) -> str | None:
     except UnidentifiedImageError:
         return "not an image"
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "skip this file"
-        return "truncated" if "truncated" in str(exc) else f"corrupt ({type(exc).__name__})"
+        text = str(exc).lower()
+        cut = any(m in text for m in ("truncated", "broken data stream", "premature end"))
+        return "truncated" if cut else f"corrupt ({type(exc).__name__}: {text[:60]})"
     return None
 
 

@@ -161,6 +161,9 @@ def load(path: Path, device: str = "CPU", profile=None, batch: int | None = None
     import onnxruntime as ort
 
     path = Path(path)
+    from edgessl.safety import check_onnx_external_data
+
+    check_onnx_external_data(path)  # refuse external data outside the model's folder
     providers, provider_options = _providers(device, profile)
     wanted = [p for p in providers if p != "CPUExecutionProvider"] or providers
     start = time.perf_counter()
