@@ -25,6 +25,22 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted.
+
+    A plain StreamHandler keeps the stream it was made with; under ``CliRunner`` (and any
+    caller that swaps stderr) that stream is closed after the command returns.
+    """
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
@@ -34,7 +50,7 @@ def _root(
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(message)s",
-        stream=sys.stderr,
+        handlers=[_CurrentStderrHandler()],
         force=True,
     )
 

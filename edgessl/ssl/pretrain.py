@@ -15,7 +15,8 @@ from edgessl.checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelCard, read_card
 from edgessl.data.images import find_images, require_dir
 from edgessl.data.labeled import fingerprint
 from edgessl.data.tensors import ImageDataset
-from edgessl.errors import CheckpointError, ConfigError, EdgesslError, OutputExistsError
+from edgessl.errors import CheckpointError, ConfigError, Interrupted, OutputExistsError
+from edgessl.io import check_output_path
 from edgessl.models import load_train_state, save_model
 from edgessl.ssl import METHODS
 from edgessl.ssl.augment import AugmentConfig, MultiView, view_transform
@@ -93,12 +94,9 @@ def _check(config: PretrainConfig) -> None:
             raise ConfigError(f"--{flag} must be ≥ 1, got {getattr(config, name)}")
     if config.lr <= 0:
         raise ConfigError(f"--lr must be > 0, got {config.lr}")
-
-
-class Interrupted(EdgesslError):
-    """The run was stopped by a signal after saving a resumable checkpoint (exit code 130)."""
-
-    exit_code = 130
+    if config.resume and config.force:
+        raise ConfigError("--resume continues the run in --out and --force replaces it; "
+                          "pass only one of them")
 
 
 @dataclass
@@ -140,6 +138,7 @@ def _output_folder(config: PretrainConfig, spec: BackboneSpec) -> Path:
     elif out.exists() and not config.force:
         raise OutputExistsError(f"'{out}' exists; pass --force to overwrite it, --resume to "
                                 "continue it, or choose --out")
+    check_output_path(out)
     return out
 
 
