@@ -28,7 +28,8 @@ def main() -> None:
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="edgessl-quickstart-"))
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "EDGESSL_PROGRESS": "0"}
+    # a fresh cache, so the built-in dataset is written as on a new machine
+    env = {**os.environ, "EDGESSL_PROGRESS": "0", "EDGESSL_HOME": str(work / ".edgessl-home")}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "edgessl", "quickstart"], cwd=work, env=env,
                           capture_output=True, text=True)

@@ -247,7 +247,8 @@ def _copy_artifact(artifact: Path, tmp: Path, fmt: str) -> dict:
     folder.mkdir(parents=True)
     companions = [artifact.with_suffix(".bin")] if artifact.suffix == ".xml" else [
         artifact.with_name(artifact.name + ".data"), artifact.with_suffix(".data")]
-    for f in [artifact, *companions, artifact.parent / "report.json"]:
+    for f in [artifact, *companions, artifact.parent / "report.json",
+              artifact.parent / "metadata.json"]:
         if f.is_file():
             shutil.copy2(f, folder / f.name)
     return _entry(name, folder / artifact.name, tmp)

@@ -157,10 +157,14 @@ def compile_config(meta: ArtifactMeta, device: str, profile=None) -> dict:
     An fp32 artifact is compiled with inference precision f32: OpenVINO otherwise runs it in
     bf16 on CPUs that have it (and f16 on GPUs), which breaks parity with PyTorch. An int8
     artifact keeps the device's default precision for its non-quantized layers, and so does
-    any artifact on an NPU (it computes in f16 only).
+    any artifact on an NPU (it computes in f16 only). An fp16 artifact computes in f32 on a CPU
+    (its weights are what is compressed) and in f16 on a GPU.
     """
     config = {}
     if meta.precision == "fp32" and not device.startswith("NPU"):
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    if meta.precision == "fp16" and device.startswith("CPU"):
+        # fp16 weights are decompressed on CPUs; computing in bf16 would lose more than fp16
         config["INFERENCE_PRECISION_HINT"] = "f32"
     if profile is not None:
         config["PERFORMANCE_HINT"] = profile.performance_hint
