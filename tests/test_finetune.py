@@ -30,7 +30,7 @@ def test_finetune_trains_and_evaluates(mode, digits_dir, tmp_path):
     out = tmp_path / mode
     result = finetune(FinetuneConfig(
         data=str(digits_dir), backbone="scratch:resnet_micro", image_size=16, mode=mode,
-        labels_per_class=10, epochs=30 if mode == "full" else 100, hflip=0.0, out=str(out)))
+        labels_per_class=10, epochs=30 if mode == "full" else None, hflip=0.0, out=str(out)))
     saved = json.loads((out / METRICS_FILE).read_text())
     assert saved["top1"] == result.metrics["top1"]
     assert np.array(saved["confusion_matrix"]).sum() == 359
@@ -93,6 +93,39 @@ def test_k_larger_than_class(digits_dir, tmp_path):
         finetune(FinetuneConfig(data=str(digits_dir), backbone="scratch:resnet_micro",
                                 image_size=16, labels_per_class=500, out=str(tmp_path / "x")))
     assert not (tmp_path / "x").exists()
+
+
+def test_linear_probe_takes_no_epochs(digits_dir, tmp_path):
+    with pytest.raises(ConfigError, match="--mode full"):
+        finetune(FinetuneConfig(data=str(digits_dir), backbone="scratch:resnet_micro",
+                                image_size=16, mode="linear", epochs=5, out=str(tmp_path / "x")))
+
+
+def test_linear_probe_is_logistic_regression_on_standardised_features(digits_dir, tmp_path):
+    """The folded head gives the same predictions as scikit-learn on the same features."""
+    from sklearn.linear_model import LogisticRegression
+
+    torch.manual_seed(1)
+    result = finetune(FinetuneConfig(data=str(digits_dir), backbone="scratch:resnet_micro",
+                                     image_size=16, mode="linear", labels_per_class=5,
+                                     out=str(tmp_path / "p")))
+    model, card = load_model(result.path)
+    data = load_labeled(digits_dir)
+    from edgessl.data.labeled import labels_per_class
+
+    train = labels_per_class(data.train, 5, 0, data.classes)
+    with torch.inference_mode():
+        def features(samples):
+            x = predict_logits(model.backbone, [p for p, _ in samples], 16, card.mean, card.std)
+            return x, np.array([y for _, y in samples])
+
+        x_train, y_train = features(train)
+        x_val, _ = features(data.val)
+    mu, sigma = x_train.mean(0), x_train.std(0) + 1e-6
+    clf = LogisticRegression(max_iter=5000).fit((x_train - mu) / sigma, y_train)
+    expected = clf.predict((x_val - mu) / sigma)
+    got = predict_logits(model, [p for p, _ in data.val], 16, card.mean, card.std).argmax(1)
+    assert (got == expected).mean() > 0.99
 
 
 def test_unknown_mode(digits_dir, tmp_path):

@@ -59,7 +59,7 @@ def signal_at_step(monkeypatch, sig: signal.Signals, at: int) -> None:
     monkeypatch.setattr(train, "cosine_with_warmup", patched)
 
 
-@pytest.mark.parametrize("sig, mode", [(signal.SIGINT, "linear"), (signal.SIGTERM, "full")])
+@pytest.mark.parametrize("sig, mode", [(signal.SIGINT, "full"), (signal.SIGTERM, "full")])
 def test_finetune_signal_saves_a_checkpoint_marked_interrupted(pets, tmp_path, monkeypatch,
                                                                sig, mode):
     signal_at_step(monkeypatch, sig, at=3)  # 10 train images, 1 step an epoch: in epoch 3

@@ -22,8 +22,10 @@ def finetune_command(
     labels_per_class: int | None = typer.Option(
         None, "--labels-per-class", "-k", help="Labels per class (default: all)."),
     image_size: int | None = typer.Option(None, help="Pixels (default: the backbone's)."),
-    epochs: int | None = typer.Option(None, help="Epochs (default: 100 linear, 50 full)."),
-    lr: float | None = typer.Option(None, help="Learning rate (AdamW)."),
+    epochs: int | None = typer.Option(None, help="Epochs of --mode full (default 50)."),
+    lr: float | None = typer.Option(None, help="Learning rate of --mode full (AdamW, 2e-3)."),
+    probe_c: float = typer.Option(
+        1.0, help="Linear probe: inverse L2 regularisation (scikit-learn's C)."),
     hflip: float = typer.Option(0.5, help="Flip probability in full fine-tuning."),
     seed: int = typer.Option(0, help="Seed of the label subset, split and training."),
     out: Path | None = typer.Option(None, help="Checkpoint folder (default models/...)."),
@@ -36,6 +38,7 @@ def finetune_command(
         cfg = FinetuneConfig(
             data=str(data) if data else None, backbone=backbone, arch=arch, mode=mode,
             labels_per_class=labels_per_class, image_size=image_size, epochs=epochs, lr=lr,
+            probe_c=probe_c,
             hflip=hflip, seed=seed, out=str(out) if out else None, force=force)
         result = finetune(cfg)
     echo(f"saved {result.path}  val top-1 {100 * result.metrics['top1']:.1f}% "

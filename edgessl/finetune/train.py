@@ -43,7 +43,9 @@ class FinetuneConfig:
             pretrained backbone, full for scratch.
         labels_per_class: K labels of each class (stratified, seeded); None = all.
         image_size: pixels; None = the checkpoint's (32 for scratch).
-        epochs, batch_size, lr, weight_decay: AdamW with cosine decay; None = mode default.
+        epochs, batch_size, lr, weight_decay: full fine-tuning's AdamW with cosine decay;
+            None = its default (50 epochs, lr 2e-3).
+        probe_c: inverse L2 strength of the linear probe (scikit-learn's C), solved exactly.
         hflip: flip probability during full fine-tuning (0 for digits, text, ...).
         seed: seeds the label subset, the split and training.
         val_fraction: share of each class held out when ``data`` has no val/ folder.
@@ -60,6 +62,7 @@ class FinetuneConfig:
     batch_size: int = 64
     lr: float | None = None
     weight_decay: float = 1e-4
+    probe_c: float = 1.0
     hflip: float = 0.5
     seed: int = 0
     val_fraction: float = 0.2
@@ -67,7 +70,7 @@ class FinetuneConfig:
     force: bool = False
 
 
-MODE_DEFAULTS = {"linear": {"epochs": 100, "lr": 0.01}, "full": {"epochs": 50, "lr": 2e-3}}
+MODE_DEFAULTS = {"linear": {"epochs": None, "lr": None}, "full": {"epochs": 50, "lr": 2e-3}}
 
 
 @dataclass(frozen=True)
@@ -95,42 +98,33 @@ def _stopped(stop: GracefulStop | None) -> bool:
 
 def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr,
                        stop: GracefulStop | None = None, progress: dict | None = None):
-    """Fit the head on frozen features; feature standardisation is folded into the head.
+    """Fit the head as an L2-regularised logistic regression on standardised frozen features.
 
-    A stop request (SIGINT/SIGTERM via ``stop``) ends training after the current step; the
-    head is still folded, so the model is usable. ``progress["epochs_done"]`` counts epochs.
+    The probe is a convex problem, so it is solved to convergence with scikit-learn's L-BFGS
+    (regularisation ``cfg.probe_c``, scikit-learn's C) instead of an SGD schedule whose epochs
+    and learning rate would need tuning per dataset. The standardisation is folded into the
+    head, so the exported model needs no extra step. ``epochs`` and ``lr`` are unused.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
     progress = {} if progress is None else progress
-    progress["epochs_done"] = 0
-    feats = _features(model.backbone, dataset, normalize)
-    labels = torch.tensor(dataset.labels)
-    mu, sigma = feats.mean(0), feats.std(0, unbiased=False) + 1e-6
+    feats = _features(model.backbone, dataset, normalize).double().numpy()
+    labels = np.asarray(dataset.labels)
+    mu, sigma = feats.mean(0), feats.std(0) + 1e-6
     z = (feats - mu) / sigma
-    head = torch.nn.Linear(z.shape[1], model.head.out_features)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, -(-len(z) // cfg.batch_size))
-    sched = cosine_with_warmup(opt, epochs * steps_per_epoch, 0)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loss = torch.tensor(float("nan"))
-    for _ in range(epochs):
-        if _stopped(stop):
-            break
-        order = torch.randperm(len(z), generator=gen)
-        for i in range(0, len(z), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            loss = torch.nn.functional.cross_entropy(head(z[idx]), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            if _stopped(stop):
-                break
-        else:
-            progress["epochs_done"] += 1
+    clf = LogisticRegression(C=cfg.probe_c, max_iter=5000).fit(z, labels)
+    weight, bias = clf.coef_, clf.intercept_
+    if weight.shape[0] == 1:  # two classes: one logit z -> softmax([-z/2, z/2]) == sigmoid(z)
+        weight, bias = np.vstack([-weight / 2, weight / 2]), np.array([-bias[0] / 2, bias[0] / 2])
+    full_w = np.zeros((model.head.out_features, z.shape[1]))
+    full_b = np.full(model.head.out_features, -1e4)  # a class absent from training never wins
+    full_w[clf.classes_], full_b[clf.classes_] = weight, bias
     with torch.no_grad():  # W((x - mu) / sigma) + b == (W / sigma) x + (b - W mu / sigma)
-        model.head.weight.copy_(head.weight / sigma)
-        model.head.bias.copy_(head.bias - (head.weight / sigma) @ mu)
-    return float(loss.item())
+        model.head.weight.copy_(torch.from_numpy(full_w / sigma))
+        model.head.bias.copy_(torch.from_numpy(full_b - (full_w / sigma) @ mu))
+    progress["epochs_done"] = 0
+    return float(log_loss(labels, clf.predict_proba(z), labels=clf.classes_))
 
 
 def train_full(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr,
@@ -185,6 +179,11 @@ def _check(cfg: FinetuneConfig, mode: str) -> None:
         raise ConfigError(f"--epochs must be ≥ 1, got {cfg.epochs}")
     if not 0 < cfg.val_fraction < 1:
         raise ConfigError(f"val fraction must be between 0 and 1, got {cfg.val_fraction}")
+    if mode == "linear" and (cfg.epochs is not None or cfg.lr is not None):
+        raise ConfigError("--epochs and --lr apply to --mode full; the linear probe is solved "
+                          "to convergence (set its regularisation with --probe-c)")
+    if cfg.probe_c <= 0:
+        raise ConfigError(f"--probe-c must be > 0, got {cfg.probe_c}")
 
 
 def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneResult:
@@ -222,8 +221,9 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
     model = Classifier(source.backbone, len(data.classes))
     epochs = cfg.epochs or MODE_DEFAULTS[mode]["epochs"]
     lr = cfg.lr or MODE_DEFAULTS[mode]["lr"]
-    log.info("fine-tuning (%s) %s backbone on %d labeled images (%s per class), %d epochs",
-             mode, source.method, len(train), cfg.labels_per_class or "all", epochs)
+    log.info("fine-tuning (%s) %s backbone on %d labeled images (%s per class)%s",
+             mode, source.method, len(train), cfg.labels_per_class or "all",
+             f", {epochs} epochs" if epochs else "")
     trainer = train_linear_probe if mode == "linear" else train_full
     progress: dict = {}
     with GracefulStop() as stop:
@@ -232,6 +232,8 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
         training = {"mode": mode, "labels_per_class": cfg.labels_per_class, "epochs": epochs,
                     "epochs_done": progress["epochs_done"], "complete": interrupted is None,
                     "lr": lr, "final_loss": None if math.isnan(loss) else loss,
+                    **({"probe": "logistic regression (L-BFGS)", "probe_c": cfg.probe_c}
+                       if mode == "linear" else {}),
                     "train_images": len(train), "seed": cfg.seed}
         if interrupted:
             training["interrupted"] = interrupted
