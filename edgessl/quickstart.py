@@ -43,7 +43,7 @@ class QuickstartConfig:
     export_k: int = 10
     backbone: str = "resnet_tiny"
     image_size: int = 16
-    pretrain_epochs: int = 30
+    pretrain_epochs: int = 60
     pretrain_batch_size: int = 128
     scratch_epochs: int = 50
     iterations: int = 100

@@ -132,3 +132,12 @@ def test_unknown_mode(digits_dir, tmp_path):
     with pytest.raises(ConfigError, match="Did you mean 'linear'"):
         finetune(FinetuneConfig(data=str(digits_dir), backbone="scratch:resnet_micro",
                                 image_size=16, mode="linaer", out=str(tmp_path / "x")))
+
+
+def test_scratch_init_is_seeded(digits_dir, tmp_path):
+    cfg = dict(data=str(digits_dir), backbone="scratch:resnet_micro", image_size=16,
+               mode="full", epochs=1, labels_per_class=2)
+    a = finetune(FinetuneConfig(out=str(tmp_path / "a"), **cfg))
+    torch.rand(100)  # whatever ran before must not change the result
+    b = finetune(FinetuneConfig(out=str(tmp_path / "b"), **cfg))
+    assert a.metrics["confusion_matrix"] == b.metrics["confusion_matrix"]

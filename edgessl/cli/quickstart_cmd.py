@@ -12,7 +12,7 @@ from edgessl.cli.app import app, echo, user_errors
 @app.command("quickstart")
 def quickstart_command(
     workdir: Path = typer.Option(Path("."), help="Where models/ and export/ are written."),
-    epochs: int = typer.Option(30, help="SSL pretraining epochs."),
+    epochs: int = typer.Option(60, help="SSL pretraining epochs."),
     iterations: int = typer.Option(100, help="Timed runs per model in the benchmark."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier quickstart's outputs."),
 ) -> None:

@@ -200,6 +200,7 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
     from edgessl.io import check_output_path
 
     start = time.perf_counter()
+    seed_everything(cfg.seed)  # before the backbone exists: a scratch init depends on it
     source = resolve_backbone(cfg.backbone, cfg.image_size, cfg.arch)
     mode = cfg.mode or ("full" if source.method == "scratch" else "linear")
     _check(cfg, mode)

@@ -1,8 +1,19 @@
-"""View augmentations for SSL, configured by a frozen dataclass (presets per method)."""
+"""View augmentations for SSL, applied to whole batches with per-image random parameters.
+
+Each image of a uint8 batch [N, 3, H, W] gets its own random resized crop (with optional
+rotation and flip, as one affine resample), colour jitter, grayscale and blur, as in SimCLR's
+recipe. Working on the batch instead of image by image keeps augmentation at a few percent of
+a CPU training step (per-image torchvision pipelines cost as much as the model on small
+images). Randomness comes from torch's global generator, so seeding and ``--resume`` cover it.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -10,17 +21,19 @@ class AugmentConfig:
     """The augmentations that make two views of one image (SimCLR's recipe by default).
 
     Attributes:
-        crop_scale: area range of RandomResizedCrop, as fractions of the image.
+        crop_scale: area range of the random resized crop, as fractions of the image.
+        crop_ratio: aspect-ratio range of the crop.
         hflip: probability of a horizontal flip (0 for data where mirroring changes meaning).
         jitter: colour-jitter strength s (brightness/contrast/saturation 0.8s, hue 0.2s).
         jitter_p: probability of applying colour jitter.
         grayscale_p: probability of converting to grayscale.
-        blur_p: probability of a Gaussian blur (kernel ~10% of the image side).
-        rotate: maximum rotation in degrees (random affine; 0 = off), for data such as
-            handwriting or aerial images where small rotations keep the meaning.
+        blur_p: probability of a Gaussian blur (sigma 0.1-2 px at 224 px, scaled to the size).
+        rotate: maximum rotation in degrees (0 = off), for data such as handwriting or aerial
+            images where small rotations keep the meaning.
     """
 
     crop_scale: tuple[float, float] = (0.2, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: float = 0.5
     jitter: float = 0.5
     jitter_p: float = 0.8
@@ -29,32 +42,108 @@ class AugmentConfig:
     rotate: float = 0.0
 
 
-def view_transform(cfg: AugmentConfig, image_size: int, mean, std):
-    """A torchvision v2 transform: uint8 [3, H, W] -> one augmented, normalised float view."""
-    import torch
-    from torchvision.transforms import v2
-
-    s = cfg.jitter
-    kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)
-    rotation = [v2.RandomAffine(degrees=cfg.rotate)] if cfg.rotate > 0 else []
-    return v2.Compose([
-        *rotation,
-        v2.RandomResizedCrop(image_size, scale=cfg.crop_scale, antialias=True),
-        v2.RandomHorizontalFlip(cfg.hflip),
-        v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=cfg.jitter_p),
-        v2.RandomGrayscale(cfg.grayscale_p),
-        v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=cfg.blur_p),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(list(mean), list(std)),
-    ])
+def _uniform(n: int, low: float, high: float) -> torch.Tensor:
+    return torch.rand(n) * (high - low) + low
 
 
-class MultiView:
-    """Apply ``transform`` ``n`` times to one image, returning the list of views."""
+def _bernoulli(n: int, p: float) -> torch.Tensor:
+    return torch.rand(n) < p
 
-    def __init__(self, transform, n: int = 2) -> None:
-        self.transform = transform
-        self.n = n
 
-    def __call__(self, x):
-        return [self.transform(x) for _ in range(self.n)]
+def crop_flip_rotate(x: torch.Tensor, cfg: AugmentConfig, size: int) -> torch.Tensor:
+    """Random resized crop (+ rotation, + flip) of each image, resampled to ``size``."""
+    n = x.shape[0]
+    area = _uniform(n, *cfg.crop_scale)
+    log_ratio = _uniform(n, math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1]))
+    ratio = torch.exp(log_ratio)
+    w = torch.sqrt(area * ratio).clamp(max=1.0)  # fractions of the image side
+    h = torch.sqrt(area / ratio).clamp(max=1.0)
+    cx = torch.rand(n) * (1 - w) + w / 2  # crop centre, in [0, 1]
+    cy = torch.rand(n) * (1 - h) + h / 2
+    angle = _uniform(n, -cfg.rotate, cfg.rotate) * math.pi / 180
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    flip = torch.where(_bernoulli(n, cfg.hflip), -1.0, 1.0)
+    theta = torch.stack([
+        torch.stack([w * cos * flip, -h * sin, 2 * cx - 1], 1),
+        torch.stack([w * sin * flip, h * cos, 2 * cy - 1], 1),
+    ], 1)
+    grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
+                         align_corners=False)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+
+
+def _rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue of RGB images by ``turns`` (fractions of a full circle) in YIQ space."""
+    to_yiq = x.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
+                           [0.211, -0.523, 0.312]])
+    yiq = torch.einsum("ij,njhw->nihw", to_yiq, x)
+    a = turns * 2 * math.pi
+    cos, sin = torch.cos(a)[:, None, None], torch.sin(a)[:, None, None]
+    i, q = yiq[:, 1], yiq[:, 2]
+    yiq = torch.stack([yiq[:, 0], i * cos - q * sin, i * sin + q * cos], 1)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), yiq)
+
+
+def colour(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """Colour jitter (brightness, contrast, saturation, hue) and random grayscale, in [0, 1]."""
+    n, s = x.shape[0], cfg.jitter
+    if s > 0 and cfg.jitter_p > 0:
+        on = _bernoulli(n, cfg.jitter_p)[:, None, None, None]
+        y = x * _uniform(n, 1 - 0.8 * s, 1 + 0.8 * s)[:, None, None, None]
+        mean = _gray(y).mean((1, 2, 3), keepdim=True)
+        y = (y - mean) * _uniform(n, 1 - 0.8 * s, 1 + 0.8 * s)[:, None, None, None] + mean
+        g = _gray(y)
+        y = (y - g) * _uniform(n, 1 - 0.8 * s, 1 + 0.8 * s)[:, None, None, None] + g
+        y = _rotate_hue(y.clamp(0, 1), _uniform(n, -0.2 * s, 0.2 * s))
+        x = torch.where(on, y.clamp(0, 1), x)
+    if cfg.grayscale_p > 0:
+        x = torch.where(_bernoulli(n, cfg.grayscale_p)[:, None, None, None],
+                        _gray(x).expand_as(x), x)
+    return x
+
+
+def blur(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """Gaussian blur with a random sigma per image (probability ``cfg.blur_p``)."""
+    if cfg.blur_p <= 0:
+        return x
+    n, c, size, _ = x.shape
+    scale = size / 224
+    sigma = _uniform(n, 0.1, 2.0) * scale + 1e-3
+    radius = max(1, int(math.ceil(3 * 2.0 * scale)))
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    kernel = torch.exp(-(offsets[None] ** 2) / (2 * sigma[:, None] ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # [n*c, k]
+    y = x.reshape(1, n * c, size, size)
+    y = F.pad(y, (radius, radius, radius, radius), mode="reflect")
+    y = F.conv2d(y, kernel[:, None, None, :], groups=n * c)
+    y = F.conv2d(y, kernel[:, None, :, None], groups=n * c).reshape(n, c, size, size)
+    return torch.where(_bernoulli(n, cfg.blur_p)[:, None, None, None], y, x)
+
+
+class BatchViews:
+    """uint8 images [N, 3, H, W] -> ``n_views`` augmented, normalised float views.
+
+    Args:
+        cfg: the augmentations.
+        size: side of the views in pixels.
+        mean, std: normalisation after augmentation.
+        n_views: views per image.
+    """
+
+    def __init__(self, cfg: AugmentConfig, size: int, mean, std, n_views: int = 2) -> None:
+        self.cfg, self.size, self.n_views = cfg, size, n_views
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+
+    def view(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float() / 255.0
+        x = crop_flip_rotate(x, self.cfg, self.size).clamp(0, 1)
+        x = blur(colour(x, self.cfg), self.cfg)
+        return (x - self.mean) / self.std
+
+    def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return [self.view(images) for _ in range(self.n_views)]

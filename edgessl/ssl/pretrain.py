@@ -19,7 +19,7 @@ from edgessl.errors import CheckpointError, ConfigError, Interrupted, OutputExis
 from edgessl.io import check_output_path
 from edgessl.models import load_train_state, save_model
 from edgessl.ssl import METHODS
-from edgessl.ssl.augment import AugmentConfig, MultiView, view_transform
+from edgessl.ssl.augment import AugmentConfig, BatchViews
 from edgessl.training import (
     GracefulStop,
     cosine_with_warmup,
@@ -174,9 +174,11 @@ def epoch_loader(dataset, batch_size: int, seed: int, epoch: int, skip: int):
                                        generator=torch.Generator().manual_seed(seed))
 
 
-def _train_epoch(run: _Run, loader, total: int, bar, stop: GracefulStop) -> bool:
+def _train_epoch(run: _Run, loader, augment: BatchViews, total: int, bar,
+                 stop: GracefulStop) -> bool:
     """The rest of the current epoch; returns False when a stop was requested mid-epoch."""
-    for views, _ in loader:
+    for images, _ in loader:
+        views = augment(images)
         loss, _features = run.model.training_step(views)
         if not torch.isfinite(loss):
             raise ConfigError(f"loss became {loss.item()} at step {run.step}; lower --lr")
@@ -216,9 +218,9 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     paths = find_images(root, "unlabeled data folder")
     seed_everything(config.seed)
     augment = config.augment or method_cls.augment
-    transform = MultiView(view_transform(augment, config.image_size, IMAGENET_MEAN, IMAGENET_STD),
-                          method_cls.num_views)
-    dataset = ImageDataset(paths, config.image_size, transform=transform)
+    views = BatchViews(augment, config.image_size, IMAGENET_MEAN, IMAGENET_STD,
+                       method_cls.num_views)
+    dataset = ImageDataset(paths, config.image_size)
     batch_size = min(config.batch_size, len(dataset))
     steps_per_epoch = len(dataset) // batch_size
     try:
@@ -254,7 +256,7 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         bar.update(run.step)
         while run.epoch < config.epochs:
             loader = epoch_loader(dataset, batch_size, config.seed, run.epoch, run.batch)
-            finished = _train_epoch(run, loader, total, bar, stop)
+            finished = _train_epoch(run, loader, views, total, bar, stop)
             done = run.epoch == config.epochs
             save_model(model.backbone, card(time.perf_counter() - start, done), out,
                        force=True, train_state=None if done else run.state())
