@@ -8,7 +8,10 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (e.g. a Jetson's Ubuntu 22.04): the same API
+    import tomli as tomllib
 
 from edgessl.errors import ConfigError, printable
 

@@ -63,8 +63,9 @@ def test_bundle_holds_everything_the_device_needs(bundle):
     assert info["runtime"] == "onnxruntime" and info["profile"]["name"] == "cpu"
     assert len(info["smoke"]["expected"]) == 10  # one image per digit
     assert all((root / f).is_file() for f in info["smoke"]["expected"])
-    reqs = (root / "requirements.txt").read_text().split()
-    assert reqs[:2] == ["numpy>=1.26", "pillow>=10.0"] and reqs[2].startswith("onnxruntime==")
+    reqs = (root / "requirements.txt").read_text().splitlines()
+    assert reqs[:3] == ["numpy>=1.26", "pillow>=10.0", "tomli>=2.0; python_version < '3.11'"]
+    assert reqs[3].startswith("onnxruntime==")
     assert not any(r.startswith(("torch", "edgessl", "openvino")) for r in reqs)
     baseline = json.loads((root / "baseline.json").read_text())
     assert baseline["results"][0]["top1"] is not None and baseline["host"]["cpu"]
@@ -115,6 +116,22 @@ def test_runner_errors_are_one_line(bundle, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: unknown model in this bundle 'onnx-fp33'. Did you "
                                    "mean 'onnx-fp32'? Choose from: onnx-fp32")
+
+
+def test_runner_applies_the_bundles_profile(onnx_model, tmp_path):
+    """A bundle for an NVIDIA GPU asks ONNX Runtime for the CUDA provider on the device: on a
+    host without it the runner says so (it never falls back to CPU), unless --device says CPU."""
+    out = tmp_path / "gpu-bundle"
+    build_bundle(onnx_model, DeployConfig(profile="nvidia-gpu", out=str(out), baseline=False,
+                                          smoke_per_class=0))
+    proc = _run_bundle(out, "benchmark", "--iterations", "1", "--warmup", "0", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "CUDAExecutionProvider" in proc.stderr and "nvidia-gpu" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    on_cpu = _run_bundle(out, "--device", "CPU", "benchmark", "--iterations", "1", "--warmup",
+                         "0", "--json", "-", cwd=tmp_path)
+    assert on_cpu.returncode == 0, on_cpu.stderr
+    assert json.loads(on_cpu.stdout)["results"][0]["provider"] == "CPUExecutionProvider"
 
 
 def test_vendored_files_exist():

@@ -168,3 +168,17 @@ def test_benchmark_cli_remote_errors(onnx_model, extra, expected):
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected.format(port=port) in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("flags", [["--time", "1"], ["--async-runs", "5"], ["--no-e2e"],
+                                   ["--batch-sizes", "1,8"]])
+def test_remote_refuses_measurements_the_device_runner_does_not_make(flags, tiny_classifier):
+    from typer.testing import CliRunner
+
+    from edgessl.cli import app
+
+    result = CliRunner().invoke(app, ["benchmark", str(tiny_classifier), "--remote",
+                                      "ssh://nobody@127.0.0.1:1", *flags])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and flags[0] in lines[0] and "--remote" in lines[0]

@@ -103,6 +103,16 @@ def benchmark(
         if remote is not None:  # edgessl.deploy.remote: build, copy, run there, clean up
             from edgessl.deploy.remote import remote_results
 
+            # the device runs the bundle's runner, which measures synchronous latency per
+            # batch size: say so instead of silently dropping the other measurements
+            unsupported = [flag for flag, used in (
+                ("--time", time_budget is not None), ("--async-runs", async_runs != 200),
+                ("--requests", requests != 0), ("--no-e2e", not end_to_end),
+                ("--batch-sizes", batch_sizes is not None)) if used]
+            if unsupported:
+                raise ConfigError(f"{', '.join(unsupported)} cannot be used with --remote: the "
+                                  "device measures synchronous latency per batch size; use "
+                                  "--batch-size, --iterations and --warmup")
             results = remote_results(models, remote, profile, config, remote_python)
         else:
             results = benchmark_models(models, config)

@@ -27,7 +27,8 @@ FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "openvino": "openvino"}
 # Light edgessl modules the runner imports (relative to the package); the runtime's own module
 # is added per bundle. tests/test_deploy.py checks that nothing else is imported.
 VENDORED = (
-    "__init__.py", "errors.py", "artifact.py", "safety.py",
+    "__init__.py", "errors.py", "artifact.py", "safety.py", "config.py",
+    "devices/__init__.py", "devices/profile.py",
     "data/__init__.py", "data/images.py", "data/preprocess.py", "data/labeled.py",
     "runtimes/__init__.py", "runtimes/base.py",
     "runtime/__init__.py", "runtime/model.py", "runtime/measure.py", "runtime/runner.py",
@@ -40,7 +41,7 @@ ORT_PACKAGE_FOR_PROVIDER = {
     "QNNExecutionProvider": "onnxruntime-qnn", "DmlExecutionProvider": "onnxruntime-directml",
     "OpenVINOExecutionProvider": "onnxruntime-openvino",
 }
-BASE_REQUIREMENTS = ("numpy>=1.26", "pillow>=10.0")
+BASE_REQUIREMENTS = ("numpy>=1.26", "pillow>=10.0", "tomli>=2.0; python_version < '3.11'")
 
 
 @dataclass(frozen=True)

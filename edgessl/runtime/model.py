@@ -66,12 +66,14 @@ def runtime_of(path: str | Path) -> tuple[str, str, str]:
     return RUNTIME_FOR_SUFFIX[path.suffix.lower()]
 
 
-def load(path: str | Path, device: str = "CPU") -> DeployedModel:
+def load(path: str | Path, device: str = "CPU", profile=None) -> DeployedModel:
     """Load an exported artifact with the one runtime it needs.
 
     Args:
         path: a ``.onnx`` file (ONNX Runtime) or ``.xml`` file (OpenVINO IR) from edgessl export.
         device: the device the runtime should use ("CPU", "GPU", "CUDA", "NPU", ...).
+        profile: a DeviceProfile whose providers, threads, hint and options the runtime uses
+            (``device`` is then the profile's); None = runtime defaults on ``device``.
 
     Raises:
         CheckpointError: missing file, unknown kind of file, or no edgessl metadata in it.
@@ -91,7 +93,9 @@ def load(path: str | Path, device: str = "CPU") -> DeployedModel:
         from edgessl.safety import check_onnx_external_data
 
         check_onnx_external_data(path)
-    loaded = importlib.import_module(module_name).load(path, device=device)
+    if profile is not None:
+        device = profile.device
+    loaded = importlib.import_module(module_name).load(path, device=device, profile=profile)
     return DeployedModel(loaded)
 
 

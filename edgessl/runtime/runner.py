@@ -46,10 +46,21 @@ def _models(bundle: dict, names: list[str] | None) -> list[dict]:
     return [entries[n] for n in names]
 
 
-def _load(folder: Path, entry: dict, device: str):
+def _load(folder: Path, entry: dict, device: str | None, bundle: dict):
+    """Load a bundled model: with the bundle's device profile (its providers, threads, hint
+    and options), unless ``--device`` asked for a device explicitly."""
     from edgessl.runtime import load
 
-    return load(folder / entry["path"], device=device)
+    profile_file = folder / "profile.toml"
+    if device is None and profile_file.is_file():
+        import dataclasses
+
+        from edgessl.devices.profile import profile_from_file
+
+        profile = profile_from_file(profile_file)  # named after the file; use the real name
+        name = bundle.get("profile", {}).get("name", profile.name)
+        return load(folder / entry["path"], profile=dataclasses.replace(profile, name=name))
+    return load(folder / entry["path"], device=device or bundle["device"])
 
 
 def _smoke_images(folder: Path, bundle: dict) -> list[Path]:
@@ -60,7 +71,7 @@ def cmd_predict(folder: Path, bundle: dict, args) -> int:
     from edgessl.runtime.model import iter_image_files
 
     entry = _models(bundle, [args.model] if args.model else None)[0]
-    model = _load(folder, entry, args.device or bundle["device"])
+    model = _load(folder, entry, args.device, bundle)
     files = iter_image_files(args.images)
     results = []
     for chunk in model.iter_predict(files, top_k=args.top_k):
@@ -84,7 +95,7 @@ def cmd_benchmark(folder: Path, bundle: dict, args) -> int:
     images = _smoke_images(folder, bundle) or None
     results = []
     for entry in _models(bundle, args.model):
-        model = _load(folder, entry, args.device or bundle["device"])
+        model = _load(folder, entry, args.device, bundle)
         first = None  # top-1 does not depend on the batch size: measured once per model
         for size in sizes:
             result = benchmark(model, batch_size=size, warmup=args.warmup,
@@ -109,7 +120,7 @@ def cmd_smoke(folder: Path, bundle: dict, args) -> int:
                           "edgessl deploy --smoke-per-class 2")
     failed = False
     for entry in _models(bundle, [args.model] if args.model else None):
-        model = _load(folder, entry, args.device or bundle["device"])
+        model = _load(folder, entry, args.device, bundle)
         files = list(expected)
         got = [p.label for p in model.predict([folder / f for f in files])]
         same = sum(g == expected[f].get(entry["name"]) for f, g in zip(files, got, strict=True))

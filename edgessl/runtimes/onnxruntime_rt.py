@@ -130,8 +130,10 @@ def _providers(device: str, profile) -> tuple[list[str], list[dict]]:
     available = ort.get_available_providers()
     missing = [p for p in profile.providers if p not in available]
     if missing:
-        from edgessl.devices.availability import PROVIDER_PACKAGES
-
+        try:
+            from edgessl.devices.availability import PROVIDER_PACKAGES
+        except ImportError:  # inside a deploy bundle, which ships only the light modules
+            PROVIDER_PACKAGES = {}
         raise DeviceUnavailableError(
             f"ONNX Runtime {ort.__version__} on this host has no {', '.join(missing)} for "
             f"profile '{profile.name}' (available: {', '.join(available)}); "
