@@ -10,7 +10,7 @@ from edgessl.benchmark.report import render_table
 from edgessl.errors import OutputExistsError
 from edgessl.quickstart import QuickstartConfig, format_accuracy_table, run_quickstart
 
-TINY = dict(labels_per_class=(2,), export_k=2, backbone="resnet_micro", image_size=16,
+TINY = dict(labels_per_class=(2,), export_k=2, label_subsets=2, backbone="resnet_micro", image_size=16,
             pretrain_epochs=1, scratch_epochs=2, iterations=3, calib_size=16)
 
 
@@ -21,6 +21,8 @@ def test_quickstart_runs_every_stage(tmp_path):
     assert row["labels_per_class"] == 2
     for key in ("ssl_linear", "scratch_full", "pixel_logreg"):
         assert 0.0 <= row[key] <= 1.0
+        assert row[key] == pytest.approx(sum(row[f"{key}_per_subset"]) / 2)
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]
     assert (tmp_path / "models" / "quickstart-simclr" / "card.json").is_file()
     exports = sorted(p.name for p in (tmp_path / "export").iterdir())
     assert exports == ["quickstart-onnx-fp32", "quickstart-onnx-int8",

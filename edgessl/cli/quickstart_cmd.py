@@ -31,7 +31,9 @@ def quickstart_command(
     echo("\nExports checked against PyTorch on the val split:\n")
     echo(format_export_table(result.export_reports))
     val = result.benchmark_results[0].val_images
-    echo(f"\nTop-1 on the digits val split ({val} images) by labels per class:\n")
+    subsets = result.accuracy_rows[0]["label_subsets"]
+    echo(f"\nTop-1 on the digits val split ({val} images) by labels per class, mean over "
+         f"{subsets} seeded label subsets:\n")
     echo(format_accuracy_table(result.accuracy_rows))
     echo("\nBenchmark (host CPU, batch 1):\n")
     echo(render_table(result.benchmark_results))
