@@ -11,18 +11,9 @@ import numpy as np
 
 from edgessl.errors import ConfigError, DataError
 
-EVAL_BATCH = 64
-DEFAULT_VAL_FRACTION = 0.2
-DEFAULT_SEED = 0
-
-
-def split_settings(meta) -> tuple[float, int]:
-    """val_fraction and seed the model was trained with (so its val split is held out)."""
-    extra = meta.extra or {}
-    for source in (extra.get("data") or {}, extra):
-        if isinstance(source, dict) and "val_fraction" in source:
-            return float(source["val_fraction"]), int(source.get("seed", DEFAULT_SEED))
-    return DEFAULT_VAL_FRACTION, DEFAULT_SEED
+# The deploy runtime's measure module (numpy only) holds the one definition of how a model's
+# val split is found; host and device benchmarks share it.
+from edgessl.runtime.measure import EVAL_BATCH, split_settings  # noqa: F401 - re-exported
 
 
 def label_mapping(model_labels: Sequence[str], classes: Sequence[str], where: str) -> np.ndarray:
