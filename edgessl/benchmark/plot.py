@@ -68,6 +68,10 @@ def write_plot(results: Sequence[BenchmarkResult], path: str | Path,
         acc.annotate(f"{display_name(r.model)} {r.precision}", (r.latency.p50_ms, 100 * r.top1),
                      fontsize=7)
     acc.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    for axis in (lat.xaxis, thr.xaxis, acc.xaxis):
+        axis.set_minor_formatter(NullFormatter())  # minor labels on a short decade overlap
     acc.set_xlabel("p50 latency (ms, log scale)")
     acc.set_ylabel("top-1 (%)" if with_acc else "top-1: run with --data")
     fig.suptitle(title)
