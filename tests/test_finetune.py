@@ -121,7 +121,8 @@ def test_linear_probe_is_logistic_regression_on_standardised_features(digits_dir
 
         x_train, y_train = features(train)
         x_val, _ = features(data.val)
-    mu, sigma = x_train.mean(0), x_train.std(0) + 1e-6
+    mu, sigma = x_train.mean(0), x_train.std(0)
+    sigma = np.maximum(sigma, 1e-2 * sigma.mean() + 1e-8)  # the probe's floor on the scale
     clf = LogisticRegression(max_iter=5000).fit((x_train - mu) / sigma, y_train)
     expected = clf.predict((x_val - mu) / sigma)
     got = predict_logits(model, [p for p, _ in data.val], 16, card.mean, card.std).argmax(1)
@@ -141,3 +142,45 @@ def test_scratch_init_is_seeded(digits_dir, tmp_path):
     torch.rand(100)  # whatever ran before must not change the result
     b = finetune(FinetuneConfig(out=str(tmp_path / "b"), **cfg))
     assert a.metrics["confusion_matrix"] == b.metrics["confusion_matrix"]
+
+
+def test_linear_probe_folding_stays_well_conditioned(monkeypatch, digits_dir, tmp_path):
+    """A nearly constant feature must not turn into a huge folded weight and bias: exported
+    models compute in bf16/fp16/int8, where such a cancellation loses whole points."""
+    from edgessl.finetune import train
+
+    real = train._features
+
+    def with_constant_feature(backbone, dataset, normalize):
+        feats = real(backbone, dataset, normalize)
+        feats[:, 0] = 100.0 + 1e-5 * torch.randn(len(feats))
+        return feats
+
+    monkeypatch.setattr(train, "_features", with_constant_feature)
+    result = finetune(FinetuneConfig(data=str(digits_dir), backbone="scratch:resnet_micro",
+                                     image_size=16, mode="linear", labels_per_class=5,
+                                     out=str(tmp_path / "p")))
+    model, _ = load_model(result.path)
+    # unfloored, the noise column would be scaled by 1 / 1e-5 and fed ~1e4-1e5 weights
+    assert model.head.weight[:, 0].abs().max() < 100
+
+
+def test_openvino_int8_float_layers_compute_in_f32_on_cpu():
+    from edgessl.artifact import ArtifactMeta
+    from edgessl.runtimes.openvino_rt import compile_config
+
+    for precision in ("fp32", "fp16", "int8"):
+        meta = ArtifactMeta(labels=("a", "b"), image_size=8, mean=(0, 0, 0), std=(1, 1, 1),
+                            precision=precision)
+        assert compile_config(meta, "CPU")["INFERENCE_PRECISION_HINT"] == "f32"
+
+
+def test_vit_tiny32_keeps_its_patches_under_the_small_image_stem():
+    from edgessl.backbones import BackboneSpec, create_backbone
+
+    spec = BackboneSpec.for_images("vit_tiny32", 32)
+    assert spec.small_stem  # 32 px asks for the stem; the ViT is already built for it
+    backbone = create_backbone(spec)
+    assert backbone.model.patch_embed.proj.stride == (4, 4)
+    with torch.no_grad():
+        assert backbone(torch.zeros(2, 3, 32, 32)).shape == (2, 192)

@@ -83,13 +83,13 @@ class FinetuneResult:
 
 
 def _features(backbone, dataset: ImageDataset, normalize) -> torch.Tensor:
+    """Frozen features [N, D] of the dataset's images, without augmentation."""
     backbone.eval()
-    with torch.inference_mode():
-        return torch.cat([backbone(normalize(dataset._cache[i:i + 256]
-                                             if dataset._cache is not None else
-                                             torch.stack([dataset.image(j) for j in
-                                                          range(i, min(i + 256, len(dataset)))])))
-                          for i in range(0, len(dataset), 256)])
+    with torch.no_grad():
+        return torch.cat([
+            backbone(normalize(torch.stack([dataset.image(j) for j in
+                                            range(i, min(i + 256, len(dataset)))])))
+            for i in range(0, len(dataset), 256)])
 
 
 def _stopped(stop: GracefulStop | None) -> bool:
@@ -111,7 +111,11 @@ def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg,
     progress = {} if progress is None else progress
     feats = _features(model.backbone, dataset, normalize).double().numpy()
     labels = np.asarray(dataset.labels)
-    mu, sigma = feats.mean(0), feats.std(0) + 1e-6
+    mu, sigma = feats.mean(0), feats.std(0)
+    # Floor the scale: a nearly constant feature would otherwise get a folded weight W / sigma
+    # of 1e4 or more, balanced by an equally huge bias, which is exact in fp32 but not in the
+    # bf16/fp16 or int8 arithmetic of an exported model.
+    sigma = np.maximum(sigma, 1e-2 * sigma.mean() + 1e-8)
     z = (feats - mu) / sigma
     clf = LogisticRegression(C=cfg.probe_c, max_iter=5000).fit(z, labels)
     weight, bias = clf.coef_, clf.intercept_

@@ -156,15 +156,18 @@ def compile_config(meta: ArtifactMeta, device: str, profile=None) -> dict:
 
     An fp32 artifact is compiled with inference precision f32: OpenVINO otherwise runs it in
     bf16 on CPUs that have it (and f16 on GPUs), which breaks parity with PyTorch. An int8
-    artifact keeps the device's default precision for its non-quantized layers, and so does
-    any artifact on an NPU (it computes in f16 only). An fp16 artifact computes in f32 on a CPU
-    (its weights are what is compressed) and in f16 on a GPU.
+    artifact's non-quantized layers and an fp16 artifact compute in f32 on a CPU too (fp16
+    weights are what is compressed), in the device's default precision elsewhere; an NPU
+    computes in f16 only.
     """
     config = {}
     if meta.precision == "fp32" and not device.startswith("NPU"):
         config["INFERENCE_PRECISION_HINT"] = "f32"
-    if meta.precision == "fp16" and device.startswith("CPU"):
-        # fp16 weights are decompressed on CPUs; computing in bf16 would lose more than fp16
+    if meta.precision in ("fp16", "int8") and device.startswith("CPU"):
+        # fp16 weights are decompressed on CPUs, and the layers NNCF leaves in float in an int8
+        # model are the ones quantization would hurt: computing either in bf16 (the default on
+        # CPUs that have it) loses more than the artifact's own precision. The quantized layers
+        # still run in int8.
         config["INFERENCE_PRECISION_HINT"] = "f32"
     if profile is not None:
         config["PERFORMANCE_HINT"] = profile.performance_hint
