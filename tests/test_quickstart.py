@@ -10,8 +10,8 @@ from edgessl.benchmark.report import render_table
 from edgessl.errors import OutputExistsError
 from edgessl.quickstart import QuickstartConfig, format_accuracy_table, run_quickstart
 
-TINY = dict(labels_per_class=(2,), export_k=2, label_subsets=2, backbone="resnet_micro", image_size=16,
-            pretrain_epochs=1, scratch_epochs=2, iterations=3, calib_size=16)
+TINY = dict(labels_per_class=(2,), export_k=2, label_subsets=2, backbone="resnet_micro",
+            image_size=16, pretrain_epochs=1, scratch_epochs=2, iterations=3, calib_size=16)
 
 
 @pytest.mark.slow
