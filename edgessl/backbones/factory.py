@@ -15,6 +15,7 @@ from edgessl.registry import Registry
 BACKBONES: Registry[Callable[[], Any]] = Registry("backbone")
 BACKBONES.register("resnet_tiny", small.resnet_tiny)
 BACKBONES.register("resnet_micro", small.resnet_micro)
+BACKBONES.register("vit_tiny32", small.vit_tiny32)
 
 SMALL_IMAGE_MAX = 64
 
@@ -50,6 +51,8 @@ def apply_small_image_stem(model) -> list[str]:
         A list of what was changed, for the model card and the log.
     """
     changes = []
+    if getattr(model, "built_for_small_images", False):  # e.g. vit_tiny32's 4 px patches
+        return changes
     if isinstance(getattr(model, "maxpool", None), torch.nn.MaxPool2d):
         model.maxpool = torch.nn.Identity()
         changes.append("maxpool removed")

@@ -1,4 +1,4 @@
-"""edgessl's own small CNN backbones, built from timm's ResNet so exporters treat them alike."""
+"""edgessl's own small backbones, built from timm's ResNet and ViT so exporters treat them alike."""
 
 from __future__ import annotations
 
@@ -19,3 +19,19 @@ def resnet_micro():
     from timm.models.resnet import BasicBlock, ResNet
 
     return ResNet(BasicBlock, (1, 1, 1, 1), num_classes=0, channels=(8, 16, 32, 64), stem_width=8)
+
+
+def vit_tiny32():
+    """A ViT for 32 px images: patch 4 (8x8 tokens), width 192, depth 6, 3 heads (~2.7 M params).
+
+    DeiT-Tiny's width with CIFAR-style patches, so INT8 results are those of a realistically
+    sized transformer (timm's ``test_vit`` has 0.37 M parameters and 16 px patches). Its input
+    side is fixed at 32 px; it is already built for small images, so the small-image stem
+    leaves it alone.
+    """
+    from timm.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(img_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3,
+                              num_classes=0)
+    model.built_for_small_images = True
+    return model
