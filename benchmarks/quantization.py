@@ -96,18 +96,14 @@ def latency_ms(path: Path, batch: int = 1) -> float:
     """Median batch-1 latency in ms (after warm-up) in the artifact's runtime."""
     import numpy as np
 
+    from edgessl.runtime.measure import Timing, time_runs
     from edgessl.runtimes.registry import load_any
 
     model = load_any(path)
     s = model.meta.image_size
     x = np.random.default_rng(0).standard_normal((batch, 3, s, s), dtype=np.float32)
-    for _ in range(20):
-        model.run(x)
-    times = []
-    for _ in range(LATENCY_ITERATIONS):
-        start = time.perf_counter()
-        model.run(x)
-        times.append(time.perf_counter() - start)
+    # 20 untimed runs (the first one plus 19 warm-up runs), then the timed ones
+    _, times = time_runs(lambda: model.run(x), Timing(warmup=19, iterations=LATENCY_ITERATIONS))
     return round(statistics.median(times) * 1000, 4)
 
 

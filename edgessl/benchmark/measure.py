@@ -12,48 +12,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgessl.benchmark.result import AsyncStats
+from edgessl.runtime.measure import Timing, time_runs  # noqa: F401 - re-exported: one timing loop
 
 STATUS = Path("/proc/self/status")
 CLEAR_REFS = Path("/proc/self/clear_refs")
-
-
-@dataclass(frozen=True)
-class Timing:
-    """How long to time: ``warmup`` untimed runs, then ``iterations`` runs or, when
-    ``time_budget_s`` is set, as many runs as fit in it (at least ``min_iterations``)."""
-
-    warmup: int = 10
-    iterations: int = 100
-    time_budget_s: float | None = None
-    min_iterations: int = 1
-
-
-def time_runs(fn: Callable[[], object], timing: Timing) -> tuple[float, list[float]]:
-    """Time ``fn()``: returns (first run in s, timed runs in s after the warmup runs)."""
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    for _ in range(timing.warmup):
-        fn()
-    timings: list[float] = []
-    if timing.time_budget_s is None:
-        for _ in range(timing.iterations):
-            start = time.perf_counter()
-            fn()
-            timings.append(time.perf_counter() - start)
-        return first, timings
-    deadline = time.perf_counter() + timing.time_budget_s
-    while time.perf_counter() < deadline or len(timings) < timing.min_iterations:
-        start = time.perf_counter()
-        fn()
-        timings.append(time.perf_counter() - start)
-    return first, timings
 
 
 def encoded_images(count: int, size: int, seed: int = 0) -> list[bytes]:

@@ -108,9 +108,9 @@ def nncf_quantize(model, request: ExportRequest, choice: SchemeChoice) -> tuple[
         QuantizationParameters,
     )
 
-    calibration, quant = request.calibration, request.quant
-    if calibration is None or len(calibration) == 0:
-        raise EdgesslError("int8 export needs calibration images; pass --calib")
+    from edgessl.export.calibration import require_calibration
+
+    calibration, quant = require_calibration(request.calibration), request.quant
 
     feed = _feeder(model)
 

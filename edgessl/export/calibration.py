@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.checkpoint import ModelCard
-from edgessl.errors import ConfigError, DataError
+from edgessl.errors import ConfigError, DataError, EdgesslError
 
 CALIB_SEED = 0
 
@@ -95,3 +95,10 @@ def calibration_set(card: ModelCard, calib: str | Path | None, calib_size: int =
         paths = sorted(random.Random(seed).sample(paths, calib_size))
     return CalibrationSet(tuple(paths), source, card.image_size, tuple(card.mean),
                           tuple(card.std))
+
+
+def require_calibration(calibration: CalibrationSet | None) -> CalibrationSet:
+    """``calibration``, or the error every int8 quantizer gives when there is none."""
+    if calibration is None or len(calibration) == 0:
+        raise EdgesslError("int8 export needs calibration images; pass --calib")
+    return calibration

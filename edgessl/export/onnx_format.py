@@ -234,11 +234,10 @@ def quantize_onnx(fp32: Path, out: Path, request: ExportRequest, choice: SchemeC
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from edgessl.export.calibration import require_calibration
     from edgessl.export.schemes import ORT_SCHEMES
 
-    calibration, quant = request.calibration, request.quant
-    if calibration is None or len(calibration) == 0:
-        raise EdgesslError("int8 export needs calibration images; pass --calib")
+    calibration, quant = require_calibration(request.calibration), request.quant
     settings = ORT_SCHEMES[choice.name]
     method = quant.calib_method or "minmax"
     pre = out.with_name(f".{out.stem}.pre.onnx")

@@ -12,6 +12,8 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +74,39 @@ def top1(model, root: str | Path) -> tuple[float, int]:
     return correct / len(data.val), len(data.val)
 
 
+@dataclass(frozen=True)
+class Timing:
+    """How long to time: ``warmup`` untimed runs, then ``iterations`` runs or, when
+    ``time_budget_s`` is set, as many runs as fit in it (at least ``min_iterations``)."""
+
+    warmup: int = 10
+    iterations: int = 100
+    time_budget_s: float | None = None
+    min_iterations: int = 1
+
+
+def time_runs(fn: Callable[[], object], timing: Timing) -> tuple[float, list[float]]:
+    """Time ``fn()``: returns (first run in s, timed runs in s after the warmup runs)."""
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    for _ in range(timing.warmup):
+        fn()
+    timings: list[float] = []
+    if timing.time_budget_s is None:
+        for _ in range(timing.iterations):
+            start = time.perf_counter()
+            fn()
+            timings.append(time.perf_counter() - start)
+        return first, timings
+    deadline = time.perf_counter() + timing.time_budget_s
+    while time.perf_counter() < deadline or len(timings) < timing.min_iterations:
+        start = time.perf_counter()
+        fn()
+        timings.append(time.perf_counter() - start)
+    return first, timings
+
+
 def latency(seconds) -> dict:
     """Per-run latency statistics in ms (the fields of BenchmarkResult.latency)."""
     ms = np.asarray(seconds, dtype=np.float64) * 1000.0
@@ -120,16 +155,7 @@ def benchmark(model, batch_size: int = 1, warmup: int = 10, iterations: int = 10
     else:
         x = np.random.default_rng(0).standard_normal(
             (batch_size, 3, meta.image_size, meta.image_size), dtype=np.float32)
-    start = time.perf_counter()
-    model.run(x)
-    first = time.perf_counter() - start
-    for _ in range(warmup):
-        model.run(x)
-    timings = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        model.run(x)
-        timings.append(time.perf_counter() - start)
+    first, timings = time_runs(lambda: model.run(x), Timing(warmup, iterations))
     stats = latency(timings)
     accuracy, val_images = top1(model, data) if data is not None else (None, None)
     ex = model.execution
