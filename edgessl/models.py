@@ -78,11 +78,13 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, ModelCard]:
 
 def save_model(model: torch.nn.Module, card: ModelCard, out: str | Path, force: bool = False,
                extra_json: dict[str, object] | None = None,
-               train_state: dict | None = None) -> Path:
+               train_state: dict | None = None,
+               extra_files: dict[str, bytes] | None = None) -> Path:
     """Write ``model`` and ``card`` as a checkpoint folder, atomically.
 
     Args:
         extra_json: more files to write, name -> JSON-serialisable data.
+        extra_files: more files to write, name -> raw bytes (history CSV, plots).
         train_state: optimiser/scheduler/RNG state for ``--resume``, saved as
             ``train_state.pt`` (tensors and plain Python only: loadable with weights_only).
     """
@@ -97,6 +99,8 @@ def save_model(model: torch.nn.Module, card: ModelCard, out: str | Path, force: 
             write_json(tmp / LABELS_FILE, list(card.labels))
         for name, data in (extra_json or {}).items():
             write_json(tmp / name, data)
+        for name, raw in (extra_files or {}).items():
+            (tmp / name).write_bytes(raw)
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE_FILE)
     return out

@@ -86,7 +86,7 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     t = time.perf_counter()
     ssl = pretrain(PretrainConfig(
         data=str(data_dir), backbone=cfg.backbone, image_size=cfg.image_size,
-        epochs=cfg.pretrain_epochs, batch_size=cfg.pretrain_batch_size, seed=cfg.seed,
+        epochs=cfg.pretrain_epochs, batch_size=cfg.pretrain_batch_size, lr=0.5, seed=cfg.seed,
         augment=DIGITS_AUGMENT,
         out=str(models / "quickstart-simclr"), force=cfg.force))
     timings["pretrain_s"] = time.perf_counter() - t

@@ -39,13 +39,13 @@ def cosine_with_warmup(optimizer, total_steps: int, warmup_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def progress_bar(total: int, desc: str):
+def progress_bar(total: int, desc: str, disable: bool = False):
     """A tqdm bar on stderr (disabled when stderr is not a terminal and EDGESSL_PROGRESS=0)."""
     import os
 
     from tqdm.auto import tqdm
 
-    disable = os.environ.get("EDGESSL_PROGRESS", "1") == "0"
+    disable = disable or os.environ.get("EDGESSL_PROGRESS", "1") == "0"
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=False,
                 disable=disable)
 

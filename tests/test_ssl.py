@@ -54,12 +54,16 @@ TINY_PRETRAIN = dict(backbone="resnet_micro", image_size=16, epochs=2, batch_siz
 @pytest.mark.parametrize("method", METHODS.names())
 def test_pretrain_writes_checkpoint_with_card(method, digits_dir, tmp_path):
     out = tmp_path / method
+    backbone = "vit_tiny" if METHODS.get(method).needs_vit else "resnet_micro"
     result = pretrain(PretrainConfig(data=str(digits_dir / "val"), method=method, out=str(out),
-                                     **TINY_PRETRAIN))
+                                     **{**TINY_PRETRAIN, "backbone": backbone}))
     assert len(result.losses) == 2 and all(math.isfinite(v) for v in result.losses)
     model, card = load_model(out)
     assert card.kind == "backbone" and card.method == method
-    assert card.backbone == {"name": "resnet_micro", "image_size": 16, "small_stem": True}
+    assert card.backbone == {"name": backbone, "image_size": 16, "small_stem": True}
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    for name in ("history.csv", "history.json", "history.png"):
+        assert (out / name).stat().st_size > 0
     assert card.training["final_loss"] == result.losses[-1]
     assert card.data["images"] == 359 and len(card.data["fingerprint"]) == 16
     assert model(torch.zeros(2, 3, 16, 16)).shape == (2, model.num_features)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,10 +13,16 @@ from edgessl.backbones import small
 from edgessl.errors import unknown_choice
 from edgessl.registry import Registry
 
-BACKBONES: Registry[Callable[[], Any]] = Registry("backbone")
+# Factories return a timm model without classifier; those with an ``image_size`` parameter get
+# the training resolution (ViTs choose their patch from it), the others are called bare.
+BACKBONES: Registry[Callable[..., Any]] = Registry("backbone")
 BACKBONES.register("resnet_tiny", small.resnet_tiny)
+BACKBONES.register("resnet_tiny_s2", small.resnet_tiny_s2)
 BACKBONES.register("resnet_micro", small.resnet_micro)
 BACKBONES.register("vit_tiny32", small.vit_tiny32)
+BACKBONES.register("vit_tiny", small.vit_tiny)
+BACKBONES.register("vit_small", small.vit_small)
+BACKBONES.register("vit_base", small.vit_base)
 
 SMALL_IMAGE_MAX = 64
 
@@ -53,6 +60,8 @@ def apply_small_image_stem(model) -> list[str]:
     changes = []
     if getattr(model, "built_for_small_images", False):  # e.g. vit_tiny32's 4 px patches
         return changes
+    if hasattr(model, "patch_embed"):  # a transformer: a stride-1 patch conv would break it
+        return changes
     if isinstance(getattr(model, "maxpool", None), torch.nn.MaxPool2d):
         model.maxpool = torch.nn.Identity()
         changes.append("maxpool removed")
@@ -64,14 +73,32 @@ def apply_small_image_stem(model) -> list[str]:
     return changes
 
 
-def _build_raw(name: str):
+def _build_raw(name: str, image_size: int):
     if name in BACKBONES:
-        return BACKBONES.get(name)()
+        factory = BACKBONES.get(name)
+        if "image_size" in inspect.signature(factory).parameters:
+            return factory(image_size=image_size)
+        return factory()
     import timm
 
     if not timm.is_model(name):
         raise unknown_choice("backbone", name, list_backbones(name))
-    return timm.create_model(name, pretrained=False, num_classes=0)
+    return create_timm_model(name, image_size, pretrained=False)
+
+
+def create_timm_model(name: str, image_size: int, pretrained: bool):
+    """``timm.create_model`` without classifier; transformers are built for ``image_size``.
+
+    ViT-like models fix their position embeddings to one input size, so they get
+    ``img_size=image_size`` (timm resamples pretrained position embeddings to it); CNNs take
+    any size and do not accept the argument.
+    """
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=0, img_size=image_size)
+    except TypeError:  # a model without an img_size argument (CNNs)
+        return timm.create_model(name, pretrained=pretrained, num_classes=0)
 
 
 def list_backbones(near: str | None = None) -> list[str]:
@@ -93,7 +120,7 @@ def create_backbone(spec: BackboneSpec):
     Returns:
         A ``Backbone`` module mapping images [N, 3, H, W] to features [N, D].
     """
-    model = _build_raw(spec.name)
+    model = _build_raw(spec.name, spec.image_size)
     if spec.small_stem:
         apply_small_image_stem(model)
     return Backbone(model, spec)

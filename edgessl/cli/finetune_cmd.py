@@ -14,9 +14,19 @@ def finetune_command(
     data: Path | None = typer.Argument(None, help="Labeled data (default: built-in digits)."),
     backbone: str = typer.Option(
         "scratch", help="edgessl checkpoint folder, a weights file for --arch (.safetensors, "
-                        ".pt/.pth: tensors only), 'scratch[:NAME]', or a timm name."),
+                        ".pt/.pth: tensors only), 'scratch[:NAME]', or an architecture "
+                        "('timm:NAME', an edgessl name; see 'edgessl backbones') that gets "
+                        "--weights, or timm's hub weights without it."),
     arch: str = typer.Option("resnet_tiny",
                              help="Architecture for plain 'scratch' or a weights file."),
+    weights: Path | None = typer.Option(
+        None, help="Weights for --backbone's architecture: .safetensors, or .pt/.pth holding "
+                   "tensors only; SSL checkpoints (DINO, MoCo, MAE, solo-learn, ...) load "
+                   "as they are."),
+    weights_key: str | None = typer.Option(
+        None, "--weights-key", help="Part of --weights to take: a nested dict ('student') or "
+                                    "a name prefix ('module.momentum_encoder'); default: the "
+                                    "teacher where there is one."),
     mode: str | None = typer.Option(
         None, help="linear | full (default: linear for pretrained, full for scratch)."),
     labels_per_class: int | None = typer.Option(
@@ -24,8 +34,9 @@ def finetune_command(
     image_size: int | None = typer.Option(None, help="Pixels (default: the backbone's)."),
     epochs: int | None = typer.Option(None, help="Epochs of --mode full (default 50)."),
     lr: float | None = typer.Option(None, help="Learning rate of --mode full (AdamW, 2e-3)."),
-    probe_c: float = typer.Option(
-        1.0, help="Linear probe: inverse L2 regularisation (scikit-learn's C)."),
+    probe_c: float | None = typer.Option(
+        None, help="Linear probe: inverse L2 regularisation (scikit-learn's C) "
+                   "[chosen by cross-validation on the labeled images]."),
     hflip: float = typer.Option(0.5, help="Flip probability in full fine-tuning."),
     seed: int = typer.Option(0, help="Seed of the label subset, split and training."),
     out: Path | None = typer.Option(None, help="Checkpoint folder (default models/...)."),
@@ -36,7 +47,8 @@ def finetune_command(
 
     with user_errors():
         cfg = FinetuneConfig(
-            data=str(data) if data else None, backbone=backbone, arch=arch, mode=mode,
+            data=str(data) if data else None, backbone=backbone, arch=arch,
+            weights=str(weights) if weights else None, weights_key=weights_key, mode=mode,
             labels_per_class=labels_per_class, image_size=image_size, epochs=epochs, lr=lr,
             probe_c=probe_c,
             hflip=hflip, seed=seed, out=str(out) if out else None, force=force)

@@ -87,16 +87,25 @@ def stratified_split(samples: list[Sample], val_fraction: float, seed: int) -> t
     return train, val
 
 
+def held_out_folder(root: Path) -> Path | None:
+    """``root/val`` (or else ``root/test``) when ``root`` also has ``train/``; None otherwise."""
+    if not (root / "train").is_dir():
+        return None
+    return next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
+
+
 def load_labeled(root: str | Path, val_fraction: float = 0.2, seed: int = 0) -> LabeledData:
     """Load a labeled dataset from ``root``.
 
-    ``root`` holds either ``train/`` and ``val/`` ImageFolders, or class subfolders directly,
-    which are split here (stratified by class, seeded by ``seed``).
+    ``root`` holds either ``train/`` and ``val/`` (or ``test/``, as CIFAR-style folders do)
+    ImageFolders, or class subfolders directly, which are split here (stratified by class,
+    seeded by ``seed``).
     """
     root = require_dir(root, "labeled data folder")
-    if (root / "train").is_dir() and (root / "val").is_dir():
+    held_out = held_out_folder(root)
+    if held_out is not None:
         classes, train = _read_image_folder(root / "train")
-        _, val = _read_image_folder(root / "val", classes)
+        _, val = _read_image_folder(held_out, classes)
         return LabeledData(root, tuple(classes), tuple(train), tuple(val), "folders")
     classes, samples = _read_image_folder(root)
     train, val = stratified_split(samples, val_fraction, seed)

@@ -37,15 +37,20 @@ class FinetuneConfig:
 
     Attributes:
         data: labeled root (train/ + val/, or one ImageFolder split here); None = digits.
-        backbone: checkpoint folder, ``scratch``/``scratch:NAME``, or a timm name (hub weights).
-        arch: architecture for plain ``scratch``.
+        backbone: checkpoint folder, weights file, ``scratch``/``scratch:NAME``, or an
+            architecture (``timm:NAME``, edgessl name) for ``weights`` or timm's hub weights.
+        arch: architecture for plain ``scratch`` and for a weights file as ``backbone``.
+        weights: weights file (.safetensors, .pt/.pth tensors only) for ``backbone``'s
+            architecture; None = hub weights (see ``resolve_backbone``).
+        weights_key: part of ``weights`` to take: a nested dict ("student") or a name prefix.
         mode: "linear" (frozen backbone, linear probe) or "full"; None = linear for a
             pretrained backbone, full for scratch.
         labels_per_class: K labels of each class (stratified, seeded); None = all.
         image_size: pixels; None = the checkpoint's (32 for scratch).
         epochs, batch_size, lr, weight_decay: full fine-tuning's AdamW with cosine decay;
             None = its default (50 epochs, lr 2e-3).
-        probe_c: inverse L2 strength of the linear probe (scikit-learn's C), solved exactly.
+        probe_c: inverse L2 strength of the linear probe (scikit-learn's C), solved exactly;
+            None = chosen by stratified cross-validation on the labeled training images.
         hflip: flip probability during full fine-tuning (0 for digits, text, ...).
         seed: seeds the label subset, the split and training.
         val_fraction: share of each class held out when ``data`` has no val/ folder.
@@ -55,6 +60,8 @@ class FinetuneConfig:
     data: str | None = None
     backbone: str = "scratch"
     arch: str = "resnet_tiny"
+    weights: str | None = None
+    weights_key: str | None = None
     mode: str | None = None
     labels_per_class: int | None = None
     image_size: int | None = None
@@ -62,7 +69,7 @@ class FinetuneConfig:
     batch_size: int = 64
     lr: float | None = None
     weight_decay: float = 1e-4
-    probe_c: float = 1.0
+    probe_c: float | None = None
     hflip: float = 0.5
     seed: int = 0
     val_fraction: float = 0.2
@@ -96,6 +103,33 @@ def _stopped(stop: GracefulStop | None) -> bool:
     return stop is not None and stop.requested is not None
 
 
+PROBE_C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+def choose_probe_c(z: np.ndarray, labels: np.ndarray, seed: int) -> float:
+    """The C of ``PROBE_C_GRID`` with the best cross-validated log-loss on the training set.
+
+    Stratified k-fold (k = the smallest class count, at most 5; 3 above 2,000 images) over
+    the labeled images only, so the choice never sees the val split. With one image of some
+    class no fold can hold it out, and C = 1 (scikit-learn's default) is used.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    smallest = int(np.bincount(labels)[np.unique(labels)].min())
+    folds = min(smallest, 5 if len(labels) <= 2000 else 3)
+    if folds < 2:
+        log.info("linear probe: C = 1 (a class has a single labeled image, no cross-validation)")
+        return 1.0
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    scores = [cross_val_score(LogisticRegression(C=c, max_iter=5000), z, labels, cv=cv,
+                              scoring="neg_log_loss").mean() for c in PROBE_C_GRID]
+    best = PROBE_C_GRID[int(np.argmax(scores))]
+    log.info("linear probe: C = %g by %d-fold cross-validation on the training labels", best,
+             folds)
+    return best
+
+
 def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr,
                        stop: GracefulStop | None = None, progress: dict | None = None):
     """Fit the head as an L2-regularised logistic regression on standardised frozen features.
@@ -117,7 +151,9 @@ def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg,
     # bf16/fp16 or int8 arithmetic of an exported model.
     sigma = np.maximum(sigma, 1e-2 * sigma.mean() + 1e-8)
     z = (feats - mu) / sigma
-    clf = LogisticRegression(C=cfg.probe_c, max_iter=5000).fit(z, labels)
+    c = cfg.probe_c if cfg.probe_c is not None else choose_probe_c(z, labels, cfg.seed)
+    progress["probe_c"] = c
+    clf = LogisticRegression(C=c, max_iter=5000).fit(z, labels)
     weight, bias = clf.coef_, clf.intercept_
     if weight.shape[0] == 1:  # two classes: one logit z -> softmax([-z/2, z/2]) == sigmoid(z)
         weight, bias = np.vstack([-weight / 2, weight / 2]), np.array([-bias[0] / 2, bias[0] / 2])
@@ -186,7 +222,7 @@ def _check(cfg: FinetuneConfig, mode: str) -> None:
     if mode == "linear" and (cfg.epochs is not None or cfg.lr is not None):
         raise ConfigError("--epochs and --lr apply to --mode full; the linear probe is solved "
                           "to convergence (set its regularisation with --probe-c)")
-    if cfg.probe_c <= 0:
+    if cfg.probe_c is not None and cfg.probe_c <= 0:
         raise ConfigError(f"--probe-c must be > 0, got {cfg.probe_c}")
 
 
@@ -205,7 +241,8 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
 
     start = time.perf_counter()
     seed_everything(cfg.seed)  # before the backbone exists: a scratch init depends on it
-    source = resolve_backbone(cfg.backbone, cfg.image_size, cfg.arch)
+    source = resolve_backbone(cfg.backbone, cfg.image_size, cfg.arch, cfg.weights,
+                              cfg.weights_key)
     mode = cfg.mode or ("full" if source.method == "scratch" else "linear")
     _check(cfg, mode)
     out = Path(cfg.out or Path("models") / (
@@ -237,7 +274,9 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
         training = {"mode": mode, "labels_per_class": cfg.labels_per_class, "epochs": epochs,
                     "epochs_done": progress["epochs_done"], "complete": interrupted is None,
                     "lr": lr, "final_loss": None if math.isnan(loss) else loss,
-                    **({"probe": "logistic regression (L-BFGS)", "probe_c": cfg.probe_c}
+                    **({"probe": "logistic regression (L-BFGS)",
+                        "probe_c": progress.get("probe_c"),
+                        "probe_c_chosen_by": "given" if cfg.probe_c else "cross-validation"}
                        if mode == "linear" else {}),
                     "train_images": len(train), "seed": cfg.seed}
         if interrupted:
@@ -263,6 +302,8 @@ def _evaluate(model: Classifier, data: LabeledData, source) -> dict:
 
 
 def _card(source, data: LabeledData, cfg: FinetuneConfig, training: dict) -> ModelCard:
+    if source.report is not None:  # what a weights file matched: the card shows what loaded
+        training = {**training, "weights_load": source.report.to_dict()}
     return ModelCard(
         kind="classifier", backbone=source.backbone.spec.to_dict(), method=source.method,
         mean=source.mean, std=source.std, labels=data.classes, source=source.source,

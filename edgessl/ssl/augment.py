@@ -5,15 +5,21 @@ rotation and flip, as one affine resample), colour jitter, grayscale and blur, a
 recipe. Working on the batch instead of image by image keeps augmentation at a few percent of
 a CPU training step (per-image torchvision pipelines cost as much as the model on small
 images). Randomness comes from torch's global generator, so seeding and ``--resume`` cover it.
+
+Multi-crop (SwAV, DINO): with ``local_crops`` > 0, each batch also gets that many small views
+of small regions, cropped from ``local_crop_scale`` of the image and resampled to
+``local_view_size`` pixels, after the full-size (global) views.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+
+from edgessl.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,12 @@ class AugmentConfig:
         blur_p: probability of a Gaussian blur (sigma 0.1-2 px at 224 px, scaled to the size).
         rotate: maximum rotation in degrees (0 = off), for data such as handwriting or aerial
             images where small rotations keep the meaning.
+        local_crops: small (local) views per image on top of the global views (0 = off;
+            DINO uses 6-10).
+        local_size: side of the local views as a fraction of the global side (DINO's
+            96/224 = 0.4375), rounded to a multiple of 8 px, see ``local_view_size``.
+        local_crop_scale: area range of the local crops, as fractions of the image (DINO's
+            (0.05, 0.4)); the global views use ``crop_scale``.
     """
 
     crop_scale: tuple[float, float] = (0.2, 1.0)
@@ -40,6 +52,33 @@ class AugmentConfig:
     grayscale_p: float = 0.2
     blur_p: float = 0.5
     rotate: float = 0.0
+    local_crops: int = 0
+    local_size: float = 0.4375
+    local_crop_scale: tuple[float, float] = (0.05, 0.4)
+
+    def __post_init__(self) -> None:
+        if self.local_crops < 0:
+            raise ConfigError(f"local_crops must be ≥ 0 (0 = no multi-crop), got "
+                              f"{self.local_crops}")
+        if not 0 < self.local_size <= 1:
+            raise ConfigError(f"local_size is a fraction of the image side in (0, 1] "
+                              f"(DINO: 0.4375 = 96/224), got {self.local_size}")
+        low, high = self.local_crop_scale
+        if not 0 < low <= high <= 1:
+            raise ConfigError(f"local_crop_scale must be (low, high) with 0 < low ≤ high ≤ 1 "
+                              f"(DINO: (0.05, 0.4)), got {self.local_crop_scale}")
+
+
+def local_view_size(size: int, fraction: float) -> int:
+    """Side in pixels of the local views for global views of ``size`` pixels.
+
+    ``size * fraction`` rounded half up to a multiple of 8 px, at least 8 px and at most
+    ``size``: 224 px -> 96 (DINO's local crops), 64 -> 32, 32 -> 16, 16 -> 8. Multiples of 8
+    are divisible by the patch sizes of edgessl's small-image ViTs at 16, 32 and 64 px (2, 4,
+    8); DINO resizes local views for ViTs whose patch does not divide them (see
+    ``edgessl.ssl.dino``).
+    """
+    return min(size, max(8, 8 * math.floor(size * fraction / 8 + 0.5)))
 
 
 def _uniform(n: int, low: float, high: float) -> torch.Tensor:
@@ -125,25 +164,35 @@ def blur(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
 
 
 class BatchViews:
-    """uint8 images [N, 3, H, W] -> ``n_views`` augmented, normalised float views.
+    """uint8 images [N, 3, H, W] -> augmented, normalised float views.
+
+    Returns ``n_views`` global views [N, 3, size, size], then ``cfg.local_crops`` local views
+    [N, 3, s, s] with s = ``local_view_size(size, cfg.local_size)``, cropped from
+    ``cfg.local_crop_scale`` of the image; both kinds get the same colour and blur
+    augmentations (blur sigma scales with the view side).
 
     Args:
         cfg: the augmentations.
-        size: side of the views in pixels.
+        size: side of the global views in pixels.
         mean, std: normalisation after augmentation.
-        n_views: views per image.
+        n_views: global views per image.
     """
 
     def __init__(self, cfg: AugmentConfig, size: int, mean, std, n_views: int = 2) -> None:
         self.cfg, self.size, self.n_views = cfg, size, n_views
+        self.local_cfg = replace(cfg, crop_scale=cfg.local_crop_scale)
+        self.local_size = local_view_size(size, cfg.local_size)
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
 
-    def view(self, images: torch.Tensor) -> torch.Tensor:
+    def view(self, images: torch.Tensor, local: bool = False) -> torch.Tensor:
+        """One augmented view of each image: global, or local when ``local`` is True."""
+        cfg, size = (self.local_cfg, self.local_size) if local else (self.cfg, self.size)
         x = images.float() / 255.0
-        x = crop_flip_rotate(x, self.cfg, self.size).clamp(0, 1)
-        x = blur(colour(x, self.cfg), self.cfg)
+        x = crop_flip_rotate(x, cfg, size).clamp(0, 1)
+        x = blur(colour(x, cfg), cfg)
         return (x - self.mean) / self.std
 
     def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
-        return [self.view(images) for _ in range(self.n_views)]
+        views = [self.view(images) for _ in range(self.n_views)]
+        return views + [self.view(images, local=True) for _ in range(self.cfg.local_crops)]

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgessl.ssl.augment import AugmentConfig
+from edgessl.ssl.base import SSLMethod
+from edgessl.ssl.distributed import gather
 
 
 @dataclass(frozen=True)
@@ -65,27 +67,29 @@ def projection_head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     )
 
 
-class SimCLR(nn.Module):
-    """Backbone + projection head, trained with NT-Xent on two views."""
+class SimCLR(SSLMethod):
+    """Backbone + projection head, trained with NT-Xent on two views.
+
+    Under DDP the embeddings of all processes are gathered (with gradients), so the negatives
+    are the whole global batch and the loss equals one process's loss on that batch.
+    """
 
     name = "simclr"
     Config = SimCLRConfig
     augment = AugmentConfig()
     num_views = 2
+    optimizer = "sgd"
+    lr = 0.5
 
     def __init__(self, backbone: nn.Module, config: SimCLRConfig = SimCLRConfig()) -> None:
-        super().__init__()
-        self.backbone = backbone
+        super().__init__(backbone)
         hidden = config.proj_hidden or backbone.num_features
         self.projector = projection_head(backbone.num_features, hidden, config.proj_dim)
         self.loss_fn = NTXentLoss(config.temperature)
 
-    def training_step(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss for one batch of two views [N, 3, H, W] each; also returns the embeddings."""
-        x = torch.cat(views)
+    def forward(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss for one batch of two views [N, 3, H, W] each; also the first view's features."""
+        x = torch.cat(views[:2])
         h = self.backbone(x)
         z1, z2 = self.projector(h).chunk(2)
-        return self.loss_fn(z1, z2), h.detach()
-
-    def after_step(self, progress: float) -> None:
-        """Hook for momentum/teacher updates (SimCLR has none); progress in [0, 1]."""
+        return self.loss_fn(gather(z1), gather(z2)), h[: views[0].shape[0]].detach()

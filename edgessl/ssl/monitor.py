@@ -1,0 +1,114 @@
+"""Quality signals while pretraining: online kNN accuracy and embedding-collapse detection.
+
+kNN top-1 (Wu et al. 2018, "Unsupervised Feature Learning via Non-Parametric Instance
+Discrimination"): the frozen backbone embeds a labeled folder's train split (the memory bank)
+and its val split; each val image takes the similarity-weighted vote of its k nearest bank
+images (cosine similarity, weights exp(s / 0.07)). It needs no training, so it can run every
+few epochs and tracks linear-probe accuracy closely.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger("edgessl")
+
+# Mean per-dimension std of L2-normalised embeddings, times sqrt(D): about 1 for embeddings
+# spread over the sphere, 0 when every image maps to the same point.
+COLLAPSE_THRESHOLD = 0.1
+
+
+def embedding_spread(features: torch.Tensor) -> float:
+    """std across the batch of the L2-normalised features, averaged over dims, times sqrt(D).
+
+    Used by SimSiam (Chen & He 2021, Fig. 2) to show collapse: ~1 when healthy, 0 collapsed.
+    """
+    if features.shape[0] < 2:
+        return float("nan")
+    z = F.normalize(features.float().flatten(1), dim=1)
+    return float(z.std(0).mean() * math.sqrt(z.shape[1]))
+
+
+def warn_if_collapsed(spread: float, epoch: int, threshold: float = COLLAPSE_THRESHOLD) -> bool:
+    """Log a loud warning when the spread is below ``threshold``; returns whether it was."""
+    if not spread < threshold:  # NaN (batch of one) is not a collapse
+        return False
+    log.warning("COLLAPSE WARNING at epoch %d: the embeddings' spread is %.3f (below %.2f; "
+                "healthy is near 1, collapsed is 0): the backbone maps all images to nearly "
+                "the same point. Lower --lr, raise the batch size or use stronger "
+                "augmentations; a collapsed backbone is useless for fine-tuning",
+                epoch, spread, threshold)
+    return True
+
+
+@dataclass(frozen=True)
+class KnnData:
+    """A labeled folder loaded once: bank (train) and query (val) images as uint8 tensors."""
+
+    bank: torch.Tensor
+    bank_labels: torch.Tensor
+    query: torch.Tensor
+    query_labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    @classmethod
+    def load(cls, root, image_size: int, seed: int = 0) -> KnnData:
+        """``root`` as ``edgessl finetune`` reads it: train/ + val/ (or test/), or one folder."""
+        from edgessl.data.labeled import load_labeled
+        from edgessl.data.tensors import load_uint8
+
+        data = load_labeled(root, seed=seed)
+        if not data.train or not data.val:
+            from edgessl.errors import DataError
+
+            raise DataError(f"--eval-data '{root}' needs labeled images in both a train and a "
+                            "val split; pass a folder of class subfolders or train/ + val/")
+
+        def stack(samples):
+            return (torch.stack([load_uint8(p, image_size) for p, _ in samples]),
+                    torch.tensor([y for _, y in samples]))
+
+        bank, bank_labels = stack(data.train)
+        query, query_labels = stack(data.val)
+        return cls(bank, bank_labels, query, query_labels, tuple(data.classes))
+
+
+@torch.no_grad()
+def embed(backbone, images: torch.Tensor, mean, std, device, batch_size: int = 256):
+    """L2-normalised backbone features of uint8 images [N, 3, S, S] (eval mode, no augment)."""
+    was_training = backbone.training
+    backbone.eval()
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].to(device).float() / 255
+        out.append(F.normalize(backbone((x - m) / s).float(), dim=1).cpu())
+    backbone.train(was_training)
+    return torch.cat(out)
+
+
+def knn_top1(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor,
+             query_labels: torch.Tensor, k: int = 20, temperature: float = 0.07) -> float:
+    """Weighted kNN top-1 accuracy (%) of normalised ``query`` features against the bank."""
+    k = min(k, len(bank))
+    classes = int(max(bank_labels.max(), query_labels.max())) + 1
+    correct = 0
+    for i in range(0, len(query), 1024):
+        sims, idx = (query[i:i + 1024] @ bank.t()).topk(k, dim=1)
+        votes = torch.zeros(len(idx), classes)
+        votes.scatter_add_(1, bank_labels[idx], (sims / temperature).exp())
+        correct += int((votes.argmax(1) == query_labels[i:i + 1024]).sum())
+    return 100.0 * correct / len(query)
+
+
+def knn_accuracy(backbone, data: KnnData, mean, std, device, k: int = 20) -> float:
+    """kNN top-1 (%) of ``backbone`` on ``data``'s val split with its train split as bank."""
+    bank = embed(backbone, data.bank, mean, std, device)
+    query = embed(backbone, data.query, mean, std, device)
+    return knn_top1(bank, data.bank_labels, query, data.query_labels, k)
