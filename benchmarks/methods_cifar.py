@@ -74,7 +74,7 @@ def main() -> None:
         rows.append(row)
     import torch
 
-    meta = {"command": "python benchmarks/methods_cifar.py " + " ".join(sys.argv[1:]),
+    meta = {"command": " ".join(["python benchmarks/methods_cifar.py", *sys.argv[1:]]),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{platform.processor() or platform.machine()}, "
                        f"{torch.get_num_threads()} threads, torch {torch.__version__}"}
@@ -84,7 +84,11 @@ def main() -> None:
     lines = ["# Every method on cifar10-subset (CPU)", "",
              f"Command: `{meta['command']}`, {meta['date']}, {meta['machine']}.", "",
              "kNN top-1 (%): test split against the train split, k = 20. A few epochs only: "
-             "this shows each method learns, it does not rank them.", "",
+             "this shows each method trains on natural images; it does not rank them. Read "
+             "with care: DINO's loss can rise in its first epochs (teacher temperature "
+             "warm-up, centring), and MAE's features are weak for kNN and linear probes "
+             "before fine-tuning (He et al. 2022), so MAE can sit at or below the random "
+             "backbone here.", "",
              "| method | backbone | epochs | loss first → last | kNN top-1 | random-init kNN | "
              "images/s | seconds |", "|---|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:

@@ -123,7 +123,9 @@ def test_linear_probe_is_logistic_regression_on_standardised_features(digits_dir
         x_val, _ = features(data.val)
     mu, sigma = x_train.mean(0), x_train.std(0)
     sigma = np.maximum(sigma, 1e-2 * sigma.mean() + 1e-8)  # the probe's floor on the scale
-    clf = LogisticRegression(max_iter=5000).fit((x_train - mu) / sigma, y_train)
+    c = card.training["probe_c"]  # chosen by cross-validation on the 50 labeled images
+    assert card.training["probe_c_chosen_by"] == "cross-validation"
+    clf = LogisticRegression(C=c, max_iter=5000).fit((x_train - mu) / sigma, y_train)
     expected = clf.predict((x_val - mu) / sigma)
     got = predict_logits(model, [p for p, _ in data.val], 16, card.mean, card.std).argmax(1)
     assert (got == expected).mean() > 0.99
