@@ -19,6 +19,15 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EDGESSL_HOME", str(tmp_path_factory.getbasetemp() / "edgessl-home"))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine two threads are several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory):
     """The real digits dataset as train/ and val/ ImageFolders at 16 px (fast to read)."""

@@ -5,24 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-from edgessl.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.output
-    return lines[0]
+from cli_helpers import invoke, one_line_error
 
 
 def test_data_digits(tmp_path):
@@ -62,7 +45,7 @@ def test_empty_folder_names_the_folder(tmp_path):
 
 
 def test_debug_shows_traceback(tmp_path):
-    result = runner.invoke(app, ["--debug", "pretrain", str(tmp_path / "missing")])
+    result = invoke("--debug", "pretrain", tmp_path / "missing")
     assert result.exit_code != 0 and result.exception is not None
 
 

@@ -20,14 +20,7 @@ CALIB = 32  # small calibration sample keeps int8 tests fast
 
 CASES = [(name, precision) for name, fmt in FORMATS.items() for precision in fmt.precisions]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine two threads are several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{f}-{p}" for f, p in CASES])

@@ -20,12 +20,7 @@ VNNI = ("avx2", "avx512f", "avx512_vnni")
 AVX2_ONLY = ("avx2",)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize(("quantizer", "flags", "scheme"), [

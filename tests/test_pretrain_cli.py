@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import flat_digits, invoke, one_line_error
 
 from edgessl.checkpoint import read_card
-from edgessl.cli import app
-
-runner = CliRunner()
 
 RECIPE = """
 method = "simclr"
@@ -32,27 +27,10 @@ TINY = ["--backbone", "resnet_micro", "--image-size", "16", "--epochs", "1",
         "--batch-size", "16", "--device", "cpu"]
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def small_folder(digits_dir, tmp_path_factory):
     """32 unlabeled digits at 16 px in one flat folder (2 steps of 16)."""
-    out = tmp_path_factory.mktemp("cli") / "images"
-    out.mkdir()
-    for i, path in enumerate(sorted((digits_dir / "val").rglob("*.png"))[:32]):
-        shutil.copy(path, out / f"{i:03d}.png")
-    return out
+    return flat_digits(digits_dir, tmp_path_factory.mktemp("cli") / "images", 32)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
+from cli_helpers import flat_digits
 from safetensors.torch import load_file
 from torch import nn
 from typer.testing import CliRunner
@@ -54,11 +54,7 @@ def _bn_free_head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
 @pytest.fixture(scope="module")
 def small_folder(digits_dir, tmp_path_factory):
     """64 unlabeled digits at 16 px in one flat folder (2 steps of 32 per epoch)."""
-    out = tmp_path_factory.mktemp("ddp") / "images"
-    out.mkdir()
-    for i, path in enumerate(sorted((digits_dir / "val").rglob("*.png"))[:64]):
-        shutil.copy(path, out / f"{i:03d}.png")
-    return out
+    return flat_digits(digits_dir, tmp_path_factory.mktemp("ddp") / "images", 64)
 
 
 def _free_port() -> int:

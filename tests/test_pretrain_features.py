@@ -12,6 +12,7 @@ import signal
 import numpy as np
 import pytest
 import torch
+from cli_helpers import flat_digits
 from safetensors.torch import load_file, save_file
 
 from edgessl.backbones import Backbone, BackboneSpec, create_backbone
@@ -45,11 +46,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def small_folder(digits_dir, tmp_path_factory):
     """32 unlabeled digits at 16 px in one flat folder."""
-    out = tmp_path_factory.mktemp("features") / "images"
-    out.mkdir()
-    for i, path in enumerate(sorted((digits_dir / "val").rglob("*.png"))[:32]):
-        shutil.copy(path, out / f"{i:03d}.png")
-    return out
+    return flat_digits(digits_dir, tmp_path_factory.mktemp("features") / "images", 32)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from edgessl.errors import ConfigError
 from edgessl.ssl.augment import AugmentConfig
 
 
@@ -62,6 +63,17 @@ class SSLMethod(nn.Module):
     def export_backbone(self) -> nn.Module:
         """The backbone that is saved and evaluated (DINO keeps its teacher's)."""
         return self.backbone
+
+
+def check_fields(method: str, config, names: tuple[str, ...], ok, rule: str) -> None:
+    """ConfigError "<method> <name> must be <rule>, got <value>" for the first field failing ``ok``.
+
+    Used by the methods' frozen configs in ``__post_init__``.
+    """
+    for name in names:
+        value = getattr(config, name)
+        if not ok(value):
+            raise ConfigError(f"{method} {name} must be {rule}, got {value}")
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2, last_bn: bool = False,

@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgessl.errors import ConfigError
-from edgessl.ssl.base import BYOL_AUGMENT, MomentumMethod, mlp
+from edgessl.ssl.base import BYOL_AUGMENT, MomentumMethod, check_fields, mlp
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,8 @@ class BYOLConfig:
     pred_hidden: int = 1024
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.base_momentum <= 1.0:
-            raise ConfigError(f"byol base_momentum must be in [0, 1] (typically 0.99-0.996), "
-                              f"got {self.base_momentum}")
+        check_fields("byol", self, ("base_momentum",), lambda v: 0.0 <= v <= 1.0,
+                     "in [0, 1] (typically 0.99-0.996)")
 
 
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from torch import nn
 
 from edgessl.errors import ConfigError
 from edgessl.ssl.augment import AugmentConfig
-from edgessl.ssl.base import SSLMethod, cosine_momentum, ema_update, frozen_copy
+from edgessl.ssl.base import SSLMethod, check_fields, cosine_momentum, ema_update, frozen_copy
 from edgessl.ssl.distributed import all_reduce_mean
 
 
@@ -62,16 +62,11 @@ class DINOConfig:
     freeze_last_layer: float = 0.01
 
     def __post_init__(self) -> None:
-        for name in ("out_dim", "bottleneck_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"dino {name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("student_temp", "teacher_temp", "teacher_temp_start"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"dino {name} must be > 0, got {getattr(self, name)}")
-        for name in ("teacher_temp_warmup", "center_momentum", "base_momentum",
-                     "freeze_last_layer"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"dino {name} must be in [0, 1], got {getattr(self, name)}")
+        check_fields("dino", self, ("out_dim", "bottleneck_dim"), lambda v: v >= 1, "≥ 1")
+        check_fields("dino", self, ("student_temp", "teacher_temp", "teacher_temp_start"),
+                     lambda v: v > 0, "> 0")
+        check_fields("dino", self, ("teacher_temp_warmup", "center_momentum", "base_momentum",
+                                    "freeze_last_layer"), lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
 
 
 class DINOHead(nn.Module):

@@ -34,23 +34,15 @@ def rank() -> int:
 def gather(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` [n, ...] of all processes along dim 0, in rank order, with gradients.
 
-    In a single process this returns ``x`` itself.
+    In a single process this returns ``x`` itself. When every process computes the same
+    global loss from gathered tensors, the backward of ``all_gather`` sums the N identical
+    gradients of each slice and DDP divides by N: the two cancel, so no rescaling is needed.
     """
     if not is_distributed():
         return x
     import torch.distributed.nn.functional as dist_nn
 
     return torch.cat(dist_nn.all_gather(x), 0)
-
-
-def gather_loss_scale() -> float:
-    """Factor that makes DDP's gradient average exact for a loss computed on ``gather``-ed data.
-
-    When every process computes the same global loss L from gathered tensors, the backward of
-    ``all_gather`` sums the N identical gradients of L on each slice, and DDP then divides by N:
-    the two cancel, so no scaling is needed (1.0). Kept as a function so methods state it.
-    """
-    return 1.0
 
 
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:

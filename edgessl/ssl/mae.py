@@ -20,7 +20,7 @@ from torch import nn
 
 from edgessl.errors import ConfigError
 from edgessl.ssl.augment import AugmentConfig
-from edgessl.ssl.base import SSLMethod
+from edgessl.ssl.base import SSLMethod, check_fields
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,10 @@ class MAEConfig:
     norm_pix_loss: bool = True
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise ConfigError(f"mae mask_ratio must be in [0, 1) (paper: 0.75), got "
-                              f"{self.mask_ratio}")
-        for name in ("decoder_dim", "decoder_depth", "decoder_heads"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"mae {name} must be ≥ 1, got {getattr(self, name)}")
+        check_fields("mae", self, ("mask_ratio",), lambda v: 0.0 <= v < 1.0,
+                     "in [0, 1) (paper: 0.75)")
+        check_fields("mae", self, ("decoder_dim", "decoder_depth", "decoder_heads"),
+                     lambda v: v >= 1, "≥ 1")
         if self.decoder_dim % self.decoder_heads:
             raise ConfigError(f"mae decoder_dim ({self.decoder_dim}) must be divisible by "
                               f"decoder_heads ({self.decoder_heads})")

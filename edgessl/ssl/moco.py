@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgessl.errors import ConfigError
-from edgessl.ssl.base import BYOL_AUGMENT, MomentumMethod, mlp
+from edgessl.ssl.base import BYOL_AUGMENT, MomentumMethod, check_fields, mlp
 from edgessl.ssl.distributed import gather, rank
 
 
@@ -45,11 +44,9 @@ class MoCoV3Config:
     pred_hidden: int = 1024
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ConfigError(f"moco temperature must be > 0, got {self.temperature}")
-        if not 0.0 <= self.base_momentum <= 1.0:
-            raise ConfigError(f"moco base_momentum must be in [0, 1] (typically 0.99-0.996), "
-                              f"got {self.base_momentum}")
+        check_fields("moco", self, ("temperature",), lambda v: v > 0, "> 0")
+        check_fields("moco", self, ("base_momentum",), lambda v: 0.0 <= v <= 1.0,
+                     "in [0, 1] (typically 0.99-0.996)")
 
 
 def moco_contrastive_loss(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:

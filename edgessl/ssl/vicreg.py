@@ -24,7 +24,7 @@ from torch import nn
 
 from edgessl.errors import ConfigError
 from edgessl.ssl.augment import AugmentConfig
-from edgessl.ssl.base import SSLMethod, mlp
+from edgessl.ssl.base import SSLMethod, check_fields, mlp
 from edgessl.ssl.distributed import gather
 
 
@@ -49,11 +49,9 @@ class VICRegConfig:
     expander_dim: int = 2048
 
     def __post_init__(self) -> None:
-        if self.eps <= 0:
-            raise ConfigError(f"vicreg eps must be > 0 (default 1e-4), got {self.eps}")
-        for name in ("invariance_weight", "variance_weight", "covariance_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"vicreg {name} must be ≥ 0, got {getattr(self, name)}")
+        check_fields("vicreg", self, ("eps",), lambda v: v > 0, "> 0 (default 1e-4)")
+        check_fields("vicreg", self, ("invariance_weight", "variance_weight",
+                                      "covariance_weight"), lambda v: v >= 0, "≥ 0")
 
 
 def invariance_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
