@@ -59,6 +59,7 @@ class Settings:
         warmup: untimed steps before them.
         device: "cpu", "cuda" or "cuda:N".
         image_size: side of the images and global views in pixels.
+        channels_last: NHWC layout; None = pretrain's default (on for CNNs).
     """
 
     batch_size: int = 256
@@ -66,6 +67,7 @@ class Settings:
     warmup: int = 2
     device: str = "cpu"
     image_size: int = 32
+    channels_last: bool | None = None
 
 
 def synthetic_images(folder: Path, count: int, size: int, seed: int = 0) -> Path:
@@ -128,7 +130,8 @@ def measure(method: str, backbone: str, settings: Settings, data: Path) -> dict:
 
     config = pt.PretrainConfig(data=str(data), method=method, backbone=backbone,
                                image_size=settings.image_size, epochs=1,
-                               batch_size=settings.batch_size, device=settings.device)
+                               batch_size=settings.batch_size, device=settings.device,
+                               channels_last=settings.channels_last)
     pt._check(config)
     method_cls = METHODS.get(method)
     dist = Distributed()
@@ -212,7 +215,9 @@ def _run_row(method: str, backbone: str, settings: Settings, data: Path) -> dict
     command = [sys.executable, __file__, "--row", f"{method}:{backbone}", "--data", str(data),
                "--batch-size", str(settings.batch_size), "--steps", str(settings.steps),
                "--warmup", str(settings.warmup), "--device", settings.device,
-               "--image-size", str(settings.image_size)]
+               "--image-size", str(settings.image_size),
+               *({True: ["--channels-last"], False: ["--no-channels-last"]}
+                 .get(settings.channels_last, []))]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
@@ -288,6 +293,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="untimed steps before the timed ones")
     parser.add_argument("--device", default=Settings.device, help="cpu, cuda or cuda:N")
     parser.add_argument("--image-size", type=int, default=Settings.image_size)
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="NHWC layout (default: pretrain's choice, on for CNNs)")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="folder for pretrain_throughput.json and .md (default: %(default)s)")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: METHOD:BACKBONE, one row
@@ -307,7 +314,8 @@ def _check(args) -> Settings:
     if args.device == "auto":
         raise ConfigError("--device auto is not accepted here; say cpu or cuda")
     resolve_device(args.device)  # cuda without a GPU: DeviceUnavailableError
-    return Settings(args.batch_size, args.steps, args.warmup, args.device, args.image_size)
+    return Settings(args.batch_size, args.steps, args.warmup, args.device, args.image_size,
+                    args.channels_last)
 
 
 def run(args, argv: list[str]) -> int:
