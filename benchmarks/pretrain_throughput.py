@@ -139,7 +139,7 @@ def measure(method: str, backbone: str, settings: Settings, data: Path) -> dict:
     net = create_backbone(BackboneSpec.for_images(backbone, settings.image_size))
     if method_cls.needs_vit and not pt._is_vit(net):
         raise ConfigError(f"{method} needs a ViT backbone, not '{backbone}'")
-    setup = pt._setup(config, method_cls, net, dist)
+    setup = pt._setup(config, method_cls, net, dist, settings.batch_size, continued=False)
     views = BatchViews(setup.augment, settings.image_size, IMAGENET_MEAN, IMAGENET_STD,
                        method_cls.num_views)
     dataset = ImageDataset(find_images(data)[:settings.batch_size], settings.image_size)
@@ -162,7 +162,7 @@ def measure(method: str, backbone: str, settings: Settings, data: Path) -> dict:
         start = time.perf_counter()
         batch = next(batches)
         pt._train_epoch(run, model, model, [batch], views, setup, total, _NoBar(),
-                        GracefulStop(), dist, config.grad_clip)
+                        GracefulStop(), dist, config.grad_clip, Path(data))
         _synchronize(setup.device)
         if step >= settings.warmup:
             times.append(time.perf_counter() - start)
@@ -343,7 +343,7 @@ def run(args, argv: list[str]) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "pretrain_throughput.json",
                {"command": command, "date": date, "host": host, "settings": asdict(settings),
-                "rows": rows, "notes": notes})
+                "rows": rows, "notes": notes}, force=True)  # a rerun replaces its results
     (args.out / "pretrain_throughput.md").write_text(
         _markdown(rows, notes, host, command, date), encoding="utf-8")
     print(render_table(rows), end="")

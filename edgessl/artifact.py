@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import Annotated
 
-from edgessl.errors import CheckpointError
+from edgessl.config import FieldError, Range, check_fields, from_dict
+from edgessl.errors import CheckpointError, ConfigError, printable
+from edgessl.limits import MAX_CLASSES, MAX_IMAGE_SIDE, MAX_LABEL_CHARS
 
 META_KEY = "edgessl"
 
@@ -40,9 +43,10 @@ class ArtifactMeta:
     """
 
     labels: tuple[str, ...]
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    image_size: Annotated[int, Range(ge=1, le=MAX_IMAGE_SIDE, note="pixels")]
+    mean: Annotated[tuple[float, float, float], Range(ge=-1e3, le=1e3)]
+    std: Annotated[tuple[float, float, float], Range(gt=0, le=1e3, note="zero would divide "
+                                                                       "by zero")]
     task: str = "classify"
     format: str = ""
     precision: str = "fp32"
@@ -54,6 +58,24 @@ class ArtifactMeta:
     preprocessing: dict | None = None
     ssl_method: str = ""
     versions: dict | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if len(self.labels) > MAX_CLASSES:
+            raise FieldError("labels", f"must list at most {MAX_CLASSES} classes, got "
+                                       f"{len(self.labels)}")
+        long = next((label for label in self.labels if len(label) > MAX_LABEL_CHARS), None)
+        if long is not None:
+            raise FieldError("labels", f"must be names of at most {MAX_LABEL_CHARS} characters, "
+                                       f"got one of {len(long)}")
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the artifact was exported for; None when its batch is dynamic."""
+        shape = (self.input_spec or {}).get("shape") or [-1]
+        first = shape[0] if isinstance(shape, (list, tuple)) else -1
+        return first if isinstance(first, int) and not isinstance(first, bool) and first > 0 \
+            else None
 
     @property
     def raw_input(self) -> bool:
@@ -79,6 +101,9 @@ class ArtifactMeta:
             shape = ", ".join(map(str, want))
             raise DataError(f"'{where}' takes {np.dtype(dtype).name} [N, {shape}] inputs, "
                             f"got shape {list(batch.shape)}; {hint}")
+        if self.fixed_batch is not None and batch.shape[0] != self.fixed_batch:
+            raise DataError(f"'{where}' is exported for a fixed batch of {self.fixed_batch}, "
+                            f"got {batch.shape[0]} images; pass batches of {self.fixed_batch}")
         return np.ascontiguousarray(batch, dtype=dtype)
 
     def to_json(self) -> str:
@@ -86,13 +111,26 @@ class ArtifactMeta:
 
     @classmethod
     def from_json(cls, text: str, where: str) -> ArtifactMeta:
+        """The metadata in ``text``, every field checked for type and range.
+
+        Keys this version does not know are ignored (metadata of a newer edgessl).
+
+        Raises:
+            CheckpointError: for text that is not a JSON object, or a field that is missing,
+                of the wrong type or out of range, naming the file and the field.
+        """
         try:
             data = json.loads(text)
-            names = {f.name for f in fields(cls)}
-            data = {k: v for k, v in data.items() if k in names}
-            for key in ("labels", "mean", "std"):
-                data[key] = tuple(data[key])
-            return cls(**data)
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"'{where}' carries damaged edgessl metadata ({exc}); "
-                                  "re-export it with edgessl export") from None
+        except (json.JSONDecodeError, TypeError, ValueError, RecursionError) as exc:
+            raise CheckpointError(f"'{printable(where)}' carries damaged edgessl metadata "
+                                  f"({printable(exc)}); re-export it with edgessl export") from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"'{printable(where)}' carries damaged edgessl metadata (a "
+                                  f"JSON {type(data).__name__}, not an object); re-export it")
+        names = {f.name for f in fields(cls)}
+        try:
+            return from_dict(cls, {k: v for k, v in data.items() if k in names},
+                             where=f"edgessl metadata of '{printable(where)}'")
+        except ConfigError as exc:
+            raise CheckpointError(f"{exc}; the file is damaged: re-export it with edgessl "
+                                  "export") from None

@@ -13,10 +13,13 @@ import shlex
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from edgessl import __version__
-from edgessl.errors import CheckpointError
+from edgessl.config import MAX_SEED, FieldError, Range, check_fields, check_value
+from edgessl.config import from_dict as config_from_dict
+from edgessl.errors import CheckpointError, ConfigError, printable
+from edgessl.limits import MAX_CLASSES, MAX_IMAGE_SIDE, MAX_LABEL_CHARS
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -24,6 +27,8 @@ LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 TRAIN_STATE_FILE = "train_state.pt"
 CARD_FORMAT = "edgessl-checkpoint/1"
+
+CARD_KINDS = ("backbone", "classifier")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,23 +52,42 @@ class ModelCard:
         training: epochs, final loss, mode, labels per class and similar.
         data: the training data's path, fingerprint and image count.
         source: the checkpoint this one started from, if any.
+        pretrained: the pretrained start its weights descend from (name, version, sha256,
+            licence, trained_on; see ``edgessl.backbones.pretrained``), None = none.
     """
 
     kind: str
     backbone: dict
     method: str
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
+    mean: Annotated[tuple[float, float, float], Range(ge=-1e3, le=1e3)] = IMAGENET_MEAN
+    std: Annotated[tuple[float, float, float], Range(gt=0, le=1e3, note="zero would divide "
+                                                                       "by zero")] = IMAGENET_STD
     labels: tuple[str, ...] = ()
     training: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
     source: str | None = None
+    pretrained: dict | None = None
     command: str = field(default_factory=current_command)
     edgessl_version: str = __version__
     created: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
     format: str = CARD_FORMAT
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.kind not in CARD_KINDS:
+            raise FieldError("kind", f"must be one of {', '.join(CARD_KINDS)}, got "
+                                     f"{printable(repr(self.kind))[:40]}")
+        check_backbone_field(self.backbone)
+        check_data_field(self.data)
+        if self.kind == "classifier" and not self.labels:
+            raise FieldError("labels", "must list the classifier's class names, got none")
+        if len(self.labels) > MAX_CLASSES:
+            raise FieldError("labels", f"must list at most {MAX_CLASSES} classes, got "
+                                       f"{len(self.labels)}")
+        if any(len(label) > MAX_LABEL_CHARS for label in self.labels):
+            raise FieldError("labels", f"must be names of at most {MAX_LABEL_CHARS} characters")
 
     @property
     def image_size(self) -> int:
@@ -74,18 +98,76 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> ModelCard:
-        names = {f.name for f in fields(cls)}
-        if data.get("format") != CARD_FORMAT:
+        """The card in ``data`` (read from the file ``where``), every field checked.
+
+        Keys this version does not know are ignored (a card of a newer edgessl).
+
+        Raises:
+            CheckpointError: for another format, or a field that is missing, of the wrong
+                type or out of range, naming the file and the field.
+        """
+        if not isinstance(data, dict) or data.get("format") != CARD_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise CheckpointError(f"'{where}' is not an edgessl model card (format "
-                                  f"{data.get('format')!r}); pass a folder made by edgessl")
-        kwargs = {k: v for k, v in data.items() if k in names}
-        for key in ("mean", "std", "labels"):
-            if key in kwargs:
-                kwargs[key] = tuple(kwargs[key])
+                                  f"{printable(repr(found))[:60]}); pass a folder made by "
+                                  "edgessl")
+        names = {f.name for f in fields(cls)}
         try:
-            return cls(**kwargs)
-        except TypeError as exc:
-            raise CheckpointError(f"'{where}' is a damaged model card: {exc}") from None
+            return config_from_dict(cls, {k: v for k, v in data.items() if k in names},
+                                    where=f"model card '{where}'")
+        except ConfigError as exc:
+            raise CheckpointError(f"{exc}; the checkpoint is damaged: re-create it") from None
+
+
+def check_backbone_field(backbone: dict) -> None:
+    """A card's ``backbone``: {"name": str, "image_size": int in [1, MAX_IMAGE_SIDE], ...}.
+
+    Raises:
+        FieldError: naming ``backbone.name`` or ``backbone.image_size``.
+    """
+    name, size = backbone.get("name"), backbone.get("image_size")
+    if not isinstance(name, str) or not name:
+        raise FieldError("backbone.name", f"must be the backbone's name, got "
+                                          f"{printable(repr(name))[:40]}")
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise FieldError("backbone.image_size", f"must be an integer (pixels), got "
+                                                f"{printable(repr(size))[:40]}")
+    check_value("backbone.image_size", size, Range(ge=1, le=MAX_IMAGE_SIDE, note="pixels"))
+    # the card's backbone is rebuilt as BackboneSpec(**backbone): its fields and no others
+    from edgessl.backbones.factory import BackboneSpec  # torch: only where a card is read
+
+    known = [f.name for f in fields(BackboneSpec)]
+    if not isinstance(backbone.get("small_stem"), bool):
+        raise FieldError("backbone.small_stem", "must be true or false, got "
+                                                f"{printable(repr(backbone.get('small_stem')))[:40]}")
+    unknown = sorted(str(k) for k in backbone if k not in known)
+    if unknown:
+        raise FieldError(f"backbone.{printable(unknown[0])[:40]}",
+                         f"is not a backbone field (valid: {', '.join(known)})")
+
+
+# The card's ``data`` keys that later commands use (export splits val/ as training did).
+DATA_FIELDS = {"path": (str, None), "val_fraction": (float, Range(gt=0, lt=1)),
+               "seed": (int, Range(ge=0, le=MAX_SEED)), "images": (int, Range(ge=0))}
+
+
+def check_data_field(data: dict) -> None:
+    """A card's ``data``: the keys of DATA_FIELDS, where present, of their type and range.
+
+    Raises:
+        FieldError: naming ``data.<key>``.
+    """
+    for key, (kind, rng) in DATA_FIELDS.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        number = kind is not str and isinstance(value, (int, float)) and not isinstance(
+            value, bool) and (kind is float or isinstance(value, int))
+        if not (isinstance(value, str) if kind is str else number):
+            raise FieldError(f"data.{key}", f"must be {kind.__name__}, got "
+                                            f"{printable(repr(value))[:40]}")
+        if rng is not None:
+            check_value(f"data.{key}", value, rng)
 
 
 def _require_checkpoint_dir(path: str | Path) -> Path:

@@ -10,8 +10,19 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated
 
+from edgessl.config import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_RUNS,
+    MAX_SEED,
+    MIN_TRAIN_SIDE,
+    Range,
+    check_fields,
+)
 from edgessl.io import write_json
+from edgessl.limits import MAX_IMAGE_SIDE
 from edgessl.ssl.augment import AugmentConfig
 
 log = logging.getLogger("edgessl")
@@ -39,19 +50,24 @@ class QuickstartConfig:
         force: replace outputs of an earlier quickstart.
     """
 
+    FIELD_LABEL = "--"  # messages name fields as the flags of edgessl quickstart
+
     workdir: str = "."
-    labels_per_class: tuple[int, ...] = (1, 5, 10)
-    export_k: int = 10
+    labels_per_class: Annotated[tuple[int, ...], Range(ge=1, le=10_000)] = (1, 5, 10)
+    export_k: Annotated[int, Range(ge=1, le=10_000)] = 10
     backbone: str = "resnet_tiny"
-    image_size: int = 16
-    pretrain_epochs: int = 60
-    pretrain_batch_size: int = 128
-    scratch_epochs: int = 50
-    label_subsets: int = 3
-    iterations: int = 100
-    calib_size: int = 300
-    seed: int = 0
+    image_size: Annotated[int, Range(ge=MIN_TRAIN_SIDE, le=MAX_IMAGE_SIDE, note="pixels")] = 16
+    pretrain_epochs: Annotated[int, Range(ge=1, le=MAX_EPOCHS, flag="--epochs")] = 60
+    pretrain_batch_size: Annotated[int, Range(ge=1, le=MAX_BATCH)] = 128
+    scratch_epochs: Annotated[int, Range(ge=1, le=MAX_EPOCHS)] = 50
+    label_subsets: Annotated[int, Range(ge=1, le=100)] = 3
+    iterations: Annotated[int, Range(ge=1, le=MAX_RUNS)] = 100
+    calib_size: Annotated[int, Range(ge=1, le=100_000)] = 300
+    seed: Annotated[int, Range(ge=0, le=MAX_SEED)] = 0
     force: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,9 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
         cfg = replace(cfg, labels_per_class=tuple(sorted({*cfg.labels_per_class, cfg.export_k})))
     work = Path(cfg.workdir)
     models, exports = work / "models", work / "export"
+    from edgessl.io import check_outputs
+
+    check_outputs({"--workdir": work / "quickstart.json"}, force=cfg.force)  # not at the end
     start = time.perf_counter()
     timings = {}
     data_dir = default_digits_dir()
@@ -121,7 +140,7 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
 
     summary = write_json(work / "quickstart.json", {
         "accuracy": rows, "exports": reports,
-        "benchmark": [asdict(b) for b in bench], "timings_s": timings})
+        "benchmark": [asdict(b) for b in bench], "timings_s": timings}, force=cfg.force)
     return QuickstartResult(rows, reports, bench, summary)
 
 

@@ -8,6 +8,13 @@ import random
 import numpy as np
 import torch
 
+# The training loops' signal handling is the one every command runs under (edgessl.interrupt):
+# deferred here, so that a stop saves a checkpoint first.
+from edgessl.interrupt import GracefulStop
+
+__all__ = ["GracefulStop", "cosine_with_warmup", "param_groups", "progress_bar", "rng_state",
+           "seed_everything", "set_rng_state"]
+
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, numpy and torch; return a generator for data loaders."""
@@ -64,38 +71,3 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-
-
-class GracefulStop:
-    """While active, SIGINT and SIGTERM set ``requested`` instead of killing the run.
-
-    The training loop checks ``requested`` after each step, saves a checkpoint and stops;
-    a second signal restores the default behaviour (so a stuck save can still be killed).
-    """
-
-    def __init__(self) -> None:
-        self.requested: str | None = None
-        self._previous: dict = {}
-
-    def _handle(self, signum, _frame) -> None:
-        import signal
-
-        self.requested = signal.Signals(signum).name
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def __enter__(self) -> GracefulStop:
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()

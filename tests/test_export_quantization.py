@@ -164,7 +164,6 @@ def test_max_drop_impossible_fails_cleanly(fmt, tiny_classifier, tmp_path):
                   quant=QuantizeConfig(calib_method="entropy")), "ONNX Runtime option"),
     (ExportConfig(precision="int8", quant=QuantizeConfig(calib_method="kl")), "minmax"),
     (ExportConfig(precision="int8", quant=QuantizeConfig(target_isa="neon")), "avx2"),
-    (ExportConfig(static_batch=0), "static-batch"),
     (ExportConfig(format="openvino", simplify=True), "--simplify"),
     (ExportConfig(output="embeddings"), "Did you mean 'embedding'"),
     (ExportConfig(precision="int8", output="embedding", quant=QuantizeConfig(max_drop=0.01)),
@@ -175,6 +174,11 @@ def test_bad_options_are_one_line_errors(config, match, tiny_classifier, tmp_pat
         export_model(tiny_classifier, dataclasses.replace(config, out=str(tmp_path / "o")))
     assert "\n" not in str(info.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_static_batch_below_one_is_refused_when_the_config_is_made():
+    with pytest.raises(ConfigError, match="--static-batch must be ≥ 1"):
+        ExportConfig(static_batch=0)
 
 
 def test_ignored_layers_and_calibration_knobs(tiny_classifier, tmp_path):

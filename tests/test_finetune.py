@@ -181,8 +181,9 @@ def test_vit_tiny32_keeps_its_patches_under_the_small_image_stem():
     from edgessl.backbones import BackboneSpec, create_backbone
 
     spec = BackboneSpec.for_images("vit_tiny32", 32)
-    assert spec.small_stem  # 32 px asks for the stem; the ViT is already built for it
-    backbone = create_backbone(spec)
+    assert not spec.small_stem  # built for 32 px: no small_stem parameter, never asked
+    backbone = create_backbone(BackboneSpec("vit_tiny32", 32, small_stem=True))  # an old card
+    assert backbone.spec.small_stem is False  # ... and the built spec says what was built
     assert backbone.model.patch_embed.proj.stride == (4, 4)
     with torch.no_grad():
         assert backbone(torch.zeros(2, 3, 32, 32)).shape == (2, 192)

@@ -192,15 +192,14 @@ def _checkpoint(out: Path, backbone: str = "resnet_micro") -> Path:
     return save_model(Classifier(create_backbone(spec), 2), card, out)
 
 
-def test_checkpoint_of_another_backbone_is_refused(tmp_path):
+def test_checkpoint_of_another_backbone_is_refused(tmp_path, digits_dir):
     _checkpoint(tmp_path / "micro")
     _checkpoint(tmp_path / "tiny", backbone="resnet_tiny")
     (tmp_path / "micro" / WEIGHTS_FILE).write_bytes((tmp_path / "tiny" / WEIGHTS_FILE)
                                                    .read_bytes())
     with pytest.raises(CheckpointError, match="do not match backbone 'resnet_micro'"):
         load_model(tmp_path / "micro")
-    line = one_line_error(invoke("finetune", tmp_path / "nothing", "--backbone",
-                                 tmp_path / "micro"))
+    line = one_line_error(invoke("finetune", digits_dir, "--backbone", tmp_path / "micro"))
     assert "do not match backbone" in line
 
 
@@ -255,10 +254,11 @@ def test_bad_device_profiles_are_one_line_errors(tmp_path, text, message):
     (["export", "{model}", "--precision", "fp16", "--scheme", "s8s8"], "apply to int8"),
     (["export", "{model}", "--format", "openvino", "--simplify"], "--simplify applies to"),
     (["export", "{model}", "--precision", "fp32", "--max-drop", "0.01"], "apply to int8"),
-    (["finetune", "{tmp}", "--backbone", "{model}", "--image-size", "32"], "omit --image-size"),
+    (["finetune", "{digits}", "--backbone", "{model}", "--image-size", "32"],
+     "omit --image-size"),
 ])
-def test_contradictory_flags_are_errors(tmp_path, tiny_classifier, args, expected):
-    subs = {"tmp": tmp_path, "model": tiny_classifier}
+def test_contradictory_flags_are_errors(tmp_path, tiny_classifier, digits_dir, args, expected):
+    subs = {"tmp": tmp_path, "model": tiny_classifier, "digits": digits_dir}
     line = one_line_error(invoke(*[a.format(**subs) for a in args]))
     assert expected in line
 
@@ -326,7 +326,7 @@ def test_disk_full_in_a_json_write_and_on_the_cli(tmp_path, monkeypatch, digits_
     with monkeypatch.context() as patch:
         patch.setattr(Path, "write_text", full)
         with pytest.raises(OutputWriteError, match="no space left"):
-            write_json(target, {"version": 2})
+            write_json(target, {"version": 2}, force=True)
     assert json.loads(target.read_text()) == {"version": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
     monkeypatch.setattr("safetensors.torch.save_file", _no_space)

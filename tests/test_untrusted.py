@@ -31,22 +31,40 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
-@pytest.mark.parametrize("writer", ["torch.save", "pickle"])
-@pytest.mark.parametrize("suffix", [".pt", ".pth", ".th"])
+@pytest.mark.parametrize("writer", ["torch.save", "pickle", "legacy torch.save"])
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".th", ".ckpt", ".safetensors", ".bin"])
 def test_pickle_with_code_is_refused_and_never_runs(tmp_path, writer, suffix):
     marker = tmp_path / "PWNED"
     path = tmp_path / f"evil{suffix}"
     payload = {"conv.weight": torch.zeros(2), "x": _Payload(marker)}
     if writer == "torch.save":
         torch.save(payload, path)
+    elif writer == "legacy torch.save":
+        torch.save(payload, path, _use_new_zipfile_serialization=False)
     else:
         path.write_bytes(pickle.dumps(payload, protocol=2))
-    with pytest.raises(CheckpointError, match="refusing to load .*only tensors are accepted"):
+    with pytest.raises(CheckpointError, match="refusing to load .*only tensors are accepted"
+                       ) as info:
         load_weights_file(path)
     assert not marker.exists()
+    message = str(info.value)
+    assert "\n" not in message and "\x1b" not in message and "safetensors" in message
+    # edgessl's words: what was refused (the pickled code), and how to convert
+    assert "code or Python objects beyond tensors (a pickled " in message
+    assert "save_file(" in message
     # The sanity check of the test itself: a plain unpickler would have run the payload.
     pickle.loads(pickle.dumps(_Payload(marker)))
     assert marker.exists()
+
+
+def test_a_legacy_torch_save_of_tensors_loads(tmp_path):
+    """Published weights from before PyTorch 1.6 (e.g. the EfficientNet-Lite files) are in the
+    legacy format; the restricted unpickler reads them as it reads zip archives."""
+    state = {"conv.weight": torch.arange(6.0).reshape(2, 3), "bn.num_batches_tracked":
+             torch.tensor(3)}
+    torch.save(state, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    loaded = load_weights_file(tmp_path / "old.pth")
+    assert set(loaded) == set(state) and torch.equal(loaded["conv.weight"], state["conv.weight"])
 
 
 def test_weights_files_load_into_a_backbone(tmp_path):
@@ -72,8 +90,9 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
 
 @pytest.mark.parametrize("name, content, message", [
     ("cut.safetensors", None, "truncated or not safetensors"),
-    ("junk.safetensors", b"\x00" * 64, "truncated or not safetensors"),
-    ("junk.pt", b"random bytes, not a zip or pickle", "refusing to load"),
+    ("junk.safetensors", b"\x00" * 64, "not safetensors \\(or truncated\\)"),
+    ("junk.pt", b"random bytes, not a zip or pickle", "not a weights file"),
+    ("cut.ckpt", "cut zip", "not a readable PyTorch archive .* damaged or truncated"),
     ("list.pt", "list", "holds no weights"),
     ("w.txt", b"x", "not a weights file"),
     ("missing.pt", "missing", "does not exist"),
@@ -85,6 +104,9 @@ def test_bad_weights_files_are_one_line_errors(tmp_path, name, content, message)
         path.write_bytes(path.read_bytes()[:-100])
     elif content == "list":
         torch.save([torch.zeros(1)], path)
+    elif content == "cut zip":
+        torch.save({"w": torch.zeros(256)}, path)
+        path.write_bytes(path.read_bytes()[:-300])
     elif content != "missing":
         path.write_bytes(content)
     with pytest.raises(CheckpointError, match=message) as info:

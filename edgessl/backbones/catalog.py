@@ -13,7 +13,12 @@ from pathlib import Path
 
 import torch
 
-from edgessl.backbones.factory import BACKBONES, BackboneSpec, create_backbone
+from edgessl.backbones.factory import (
+    BACKBONES,
+    SMALL_IMAGE_MAX,
+    BackboneSpec,
+    create_backbone,
+)
 from edgessl.errors import ConfigError, EdgesslError
 
 
@@ -54,6 +59,8 @@ def _note(backbone) -> str:
         return f"built for {size[0]} px" if size else "built for small images"
     if backbone.spec.small_stem:
         return "small-image stem at ≤ 64 px (stride-1 first conv, no max-pool)"
+    if backbone.spec.image_size <= SMALL_IMAGE_MAX:
+        return "its own stem (no small_stem parameter: built as its factory returns it)"
     return "ImageNet stem (images over 64 px)"
 
 

@@ -1,20 +1,32 @@
-"""Creating backbones by name, with the small-image stem for images of 64 px or less."""
+"""Creating backbones by name, with the small-image stem where an architecture asks for it.
+
+The small-image stem (stride-1 first conv, no max-pool: ``apply_small_image_stem``) changes
+features but no weight shape, so applying it to the wrong network goes unnoticed. edgessl
+applies it at ≤ 64 px only to architectures that declare they support it: factories with a
+``small_stem`` parameter (edgessl's resnet_tiny and resnet_micro) and timm CNNs, which edgessl
+builds itself. Other registered factories (a user's network) are built exactly as they return
+it; ``wrap_module(..., small_stem=True)`` and a ``small_stem`` parameter are the opt-ins. The
+``BackboneSpec`` of a built ``Backbone`` records what was built, not what was asked for.
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 
 from edgessl.backbones import small
+from edgessl.backbones.small import apply_small_image_stem
 from edgessl.errors import unknown_choice
 from edgessl.registry import Registry
 
-# Factories return a timm model without classifier; those with an ``image_size`` parameter get
-# the training resolution (ViTs choose their patch from it), the others are called bare.
+# Factories return a model without classifier (with a ``num_features`` attribute). Those with
+# an ``image_size`` parameter get the training resolution (ViTs choose their patch from it);
+# those with a ``small_stem`` parameter are asked for the small-image stem at ≤ 64 px; others
+# are called bare and their model is used as it is.
 BACKBONES: Registry[Callable[..., Any]] = Registry("backbone")
 BACKBONES.register("resnet_tiny", small.resnet_tiny)
 BACKBONES.register("resnet_tiny_s2", small.resnet_tiny_s2)
@@ -25,6 +37,29 @@ BACKBONES.register("vit_small", small.vit_small)
 BACKBONES.register("vit_base", small.vit_base)
 
 SMALL_IMAGE_MAX = 64
+__all__ = ["BACKBONES", "SMALL_IMAGE_MAX", "Backbone", "BackboneSpec", "apply_small_image_stem",
+           "create_backbone", "create_timm_model", "list_backbones", "timm_backbone"]
+
+
+def _takes(factory: Callable, parameter: str) -> bool:
+    try:
+        return parameter in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins and C callables have no signature
+        return False
+
+
+def takes_image_size(factory: Callable) -> bool:
+    """Whether a registered factory builds for an image size (an ``image_size`` parameter)."""
+    return _takes(factory, "image_size")
+
+
+def supports_small_stem(name: str) -> bool:
+    """Whether edgessl may give ``name`` the small-image stem: a registered factory with a
+    ``small_stem`` parameter, or a timm model (patch-based ones are left alone when built)."""
+    name = name.removeprefix("timm:")
+    if name in BACKBONES:
+        return _takes(BACKBONES.get(name), "small_stem")
+    return True
 
 
 @dataclass(frozen=True)
@@ -34,7 +69,9 @@ class BackboneSpec:
     Attributes:
         name: an edgessl backbone name or a timm model name (``timm:`` prefix optional).
         image_size: input side in pixels.
-        small_stem: stride-1 first conv and no max-pool, as in the CIFAR literature.
+        small_stem: stride-1 first conv and no max-pool, as in the CIFAR literature. In a
+            built ``Backbone.spec`` (and so in model cards) it says whether the stem is part
+            of the model; in a spec passed to ``create_backbone`` it asks for it.
     """
 
     name: str
@@ -43,47 +80,44 @@ class BackboneSpec:
 
     @classmethod
     def for_images(cls, name: str, image_size: int) -> BackboneSpec:
-        """The spec edgessl picks for ``image_size``: small stem at 64 px or less."""
+        """The spec edgessl picks for ``image_size``: the small-image stem at 64 px or less,
+        for architectures that support it (``supports_small_stem``)."""
         name = name.removeprefix("timm:")
-        return cls(name=name, image_size=image_size, small_stem=image_size <= SMALL_IMAGE_MAX)
+        return cls(name=name, image_size=image_size,
+                   small_stem=image_size <= SMALL_IMAGE_MAX and supports_small_stem(name))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def apply_small_image_stem(model) -> list[str]:
-    """Remove early downsampling in place: first strided conv gets stride 1, max-pool goes.
-
-    Returns:
-        A list of what was changed, for the model card and the log.
-    """
-    changes = []
-    if getattr(model, "built_for_small_images", False):  # e.g. vit_tiny32's 4 px patches
-        return changes
-    if hasattr(model, "patch_embed"):  # a transformer: a stride-1 patch conv would break it
-        return changes
-    if isinstance(getattr(model, "maxpool", None), torch.nn.MaxPool2d):
-        model.maxpool = torch.nn.Identity()
-        changes.append("maxpool removed")
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Conv2d) and module.stride != (1, 1):
-            module.stride = (1, 1)
-            changes.append(f"{name} stride 1")
-            break
-    return changes
+def timm_backbone(model, spec: BackboneSpec) -> Backbone:
+    """A timm model (built by edgessl) as a Backbone: the small-image stem where ``spec`` asks
+    for it and the model can take it, and a spec that says whether it did."""
+    applied = bool(spec.small_stem and apply_small_image_stem(model))
+    return Backbone(model, replace(spec, small_stem=applied))
 
 
-def _build_raw(name: str, image_size: int):
-    if name in BACKBONES:
-        factory = BACKBONES.get(name)
-        if "image_size" in inspect.signature(factory).parameters:
-            return factory(image_size=image_size)
-        return factory()
-    import timm
+def _build(spec: BackboneSpec) -> Backbone:
+    if spec.name not in BACKBONES:
+        import timm
 
-    if not timm.is_model(name):
-        raise unknown_choice("backbone", name, list_backbones(name))
-    return create_timm_model(name, image_size, pretrained=False)
+        if not timm.is_model(spec.name):
+            raise unknown_choice("backbone", spec.name, list_backbones(spec.name))
+        return timm_backbone(create_timm_model(spec.name, spec.image_size, pretrained=False),
+                             spec)
+    factory = BACKBONES.get(spec.name)
+    kwargs: dict[str, Any] = {}
+    if takes_image_size(factory):
+        kwargs["image_size"] = spec.image_size
+    if _takes(factory, "small_stem"):
+        kwargs["small_stem"] = spec.small_stem
+        return Backbone(factory(**kwargs), spec)
+    model = factory(**kwargs)
+    # A factory without the parameter is asked for the stem only by a spec made by hand or by
+    # a card from before cards recorded what was built: that model got the stem wherever
+    # apply_small_image_stem gives one, so it is rebuilt the same way (and recorded truly).
+    applied = bool(spec.small_stem and apply_small_image_stem(model))
+    return Backbone(model, replace(spec, small_stem=applied))
 
 
 def create_timm_model(name: str, image_size: int, pretrained: bool):
@@ -118,12 +152,10 @@ def create_backbone(spec: BackboneSpec):
     """Build the backbone described by ``spec`` with freshly initialised weights.
 
     Returns:
-        A ``Backbone`` module mapping images [N, 3, H, W] to features [N, D].
+        A ``Backbone`` module mapping images [N, 3, H, W] to features [N, D], whose ``spec``
+        records what was built (``small_stem`` False where the architecture kept its stem).
     """
-    model = _build_raw(spec.name, spec.image_size)
-    if spec.small_stem:
-        apply_small_image_stem(model)
-    return Backbone(model, spec)
+    return _build(spec)
 
 
 class Backbone(torch.nn.Module):

@@ -1,17 +1,66 @@
-"""edgessl's own small backbones, built from timm's ResNet and ViT so exporters treat them alike."""
+"""edgessl's own small backbones, built from timm's ResNet and ViT so exporters treat them alike.
+
+Also the small-image stem (``apply_small_image_stem``): the CIFAR-style change of an ImageNet
+CNN for images of 64 px or less. It is applied only where an architecture asks for it, never
+to a network a user brought (see ``edgessl.backbones.factory``).
+"""
 
 from __future__ import annotations
 
+import torch
 
-def resnet_tiny():
+
+def _patch_based(model: torch.nn.Module) -> bool:
+    """Whether ``model`` cuts images into patches (ViTs, MLP-Mixers): a stride-1 patch conv
+    would change its token count and break it."""
+    from timm.layers import PatchEmbed
+
+    return hasattr(model, "patch_embed") or any(isinstance(m, PatchEmbed)
+                                                for m in model.modules())
+
+
+def apply_small_image_stem(model: torch.nn.Module) -> list[str]:
+    """Remove early downsampling in place: the first strided conv gets stride 1, max-pool goes.
+
+    Models already built for small images (``built_for_small_images = True``) and patch-based
+    models are left alone. Weight shapes do not change, so the same weights load either way:
+    only features do, which is why edgessl applies this only where the architecture asks for
+    it (edgessl's own CNNs, timm CNNs built by edgessl, factories with a ``small_stem``
+    parameter, ``wrap_module(..., small_stem=True)``).
+
+    Returns:
+        What was changed (empty when nothing was), for the model card and the log.
+    """
+    changes: list[str] = []
+    if getattr(model, "built_for_small_images", False) or _patch_based(model):
+        return changes
+    if isinstance(getattr(model, "maxpool", None), torch.nn.MaxPool2d):
+        model.maxpool = torch.nn.Identity()
+        changes.append("maxpool removed")
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d) and module.stride != (1, 1):
+            module.stride = (1, 1)
+            changes.append(f"{name} stride 1")
+            break
+    return changes
+
+
+def _small(model: torch.nn.Module, small_stem: bool) -> torch.nn.Module:
+    if small_stem:
+        apply_small_image_stem(model)
+    return model
+
+
+def resnet_tiny(small_stem: bool = False):
     """A narrow ResNet-10 (channels 32-64-128-256, one BasicBlock a stage, ~1.2 M parameters).
 
     Sized for the quickstart and CPU pretraining of small images; a timm ``ResNet`` underneath.
+    ``small_stem``: stride-1 first conv and no max-pool (edgessl asks for it at ≤ 64 px).
     """
     from timm.models.resnet import BasicBlock, ResNet
 
-    return ResNet(BasicBlock, (1, 1, 1, 1), num_classes=0, channels=(32, 64, 128, 256),
-                  stem_width=32)
+    return _small(ResNet(BasicBlock, (1, 1, 1, 1), num_classes=0, channels=(32, 64, 128, 256),
+                         stem_width=32), small_stem)
 
 
 def resnet_tiny_s2():
@@ -22,19 +71,21 @@ def resnet_tiny_s2():
     reaches 60-100 epochs instead of ~12 and a better backbone
     (``benchmarks/results/cifar_recipe_sweep.jsonl``). Same weights layout as resnet_tiny.
     """
-    import torch
-
     model = resnet_tiny()
     model.maxpool = torch.nn.Identity()
-    model.built_for_small_images = True  # its stem is already chosen; the small stem stays off
+    model.built_for_small_images = True  # its stem is already chosen (no small_stem parameter)
     return model
 
 
-def resnet_micro():
-    """A 4-stage ResNet with 8-16-32-64 channels (~0.08 M parameters) for tests."""
+def resnet_micro(small_stem: bool = False):
+    """A 4-stage ResNet with 8-16-32-64 channels (~0.08 M parameters) for tests.
+
+    ``small_stem``: as for ``resnet_tiny``.
+    """
     from timm.models.resnet import BasicBlock, ResNet
 
-    return ResNet(BasicBlock, (1, 1, 1, 1), num_classes=0, channels=(8, 16, 32, 64), stem_width=8)
+    return _small(ResNet(BasicBlock, (1, 1, 1, 1), num_classes=0, channels=(8, 16, 32, 64),
+                         stem_width=8), small_stem)
 
 
 def vit_tiny32():

@@ -1,9 +1,17 @@
 """Backbone weights from a file someone else made: safetensors, or a PyTorch file without code.
 
-A ``.pt``/``.pth``/``.th`` file is a pickle, and unpickling can run any code its author put in
-it. It is read only with ``torch.load(weights_only=True)``, whose unpickler builds tensors and
-plain containers and refuses everything else; such a refusal becomes a CheckpointError, and the
-payload never runs. Safetensors files hold no code at all and are preferred.
+What a file is is decided by its CONTENT, never by its name (Lightning and solo-learn save
+``.ckpt``, others ``.pt``, ``.pth``, ``.bin`` or ``.tar``):
+
+- a safetensors header (8-byte length, then JSON): read with ``safetensors``; it holds no code
+  and is preferred;
+- a zip archive (what ``torch.save`` writes since PyTorch 1.6): read only with
+  ``torch.load(weights_only=True)``, whose unpickler builds tensors and plain containers and
+  refuses everything else; a refusal becomes a CheckpointError in edgessl's words, with torch's
+  warnings kept off stderr, and the payload never runs;
+- PyTorch's legacy format (``torch.save`` before 1.6, still common for published weights):
+  read with the same restricted unpickler, which applies to it as well (torch >= 2.6);
+- anything else, a raw ``pickle.dump`` included, is refused without being unpickled at all.
 
 Checkpoints of the common SSL codebases nest the weights and prefix their names; both are
 undone here (see ``NESTED_KEYS`` and ``load_into_backbone``):
@@ -21,8 +29,10 @@ undone here (see ``NESTED_KEYS`` and ``load_into_backbone``):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
+import os
+import re
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,9 +43,14 @@ from edgessl.errors import CheckpointError, ConfigError, printable
 
 log = logging.getLogger("edgessl")
 
-SAFETENSORS_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".pt", ".pth", ".th", ".bin")
-WEIGHTS_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+# Names under which weights files travel: used to tell a file argument from a backbone name
+# (``--backbone w.ckpt`` vs ``--backbone resnet18``), never to decide how a file is read.
+WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".th", ".bin", ".ckpt", ".tar")
+# How to turn a legacy pickle of tensors into safetensors, where the file came from.
+CONVERT = ("python -c \"import torch; from safetensors.torch import save_file; "
+           "sd = torch.load('IN', map_location='cpu', weights_only=True); "
+           "save_file({k: v.contiguous() for k, v in sd.get('state_dict', sd).items()}, "
+           "'OUT.safetensors')\"")
 # Keys under which training scripts nest the weights, in order of preference. Where a file
 # holds both a teacher/target (EMA) network and a student/online one, the teacher comes
 # first: DINO, iBOT and I-JEPA evaluate the teacher (I-JEPA calls it ``target_encoder``).
@@ -59,7 +74,7 @@ SAFE_GLOBALS = [argparse.Namespace]
 
 
 def is_weights_file(path: str | Path) -> bool:
-    """True for an existing file with a weights suffix (.safetensors, .pt, .pth, .th, .bin)."""
+    """True for an existing file named like weights (.safetensors, .pt, .pth, .ckpt, ...)."""
     path = Path(path)
     return path.is_file() and path.suffix.lower() in WEIGHTS_SUFFIXES
 
@@ -112,18 +127,51 @@ def _first(names, n: int = 3) -> str:
     return ", ".join(printable(k) for k in names[:n]) + (", ..." if len(names) > n else "")
 
 
-def _load_pickle(path: Path) -> object:
-    # torch.serialization.safe_globals is torch >= 2.5; with 2.4 such files are refused
-    allow = getattr(torch.serialization, "safe_globals", None)
+def weights_format(path: Path) -> str:
+    """What ``path`` holds, from its first bytes: "safetensors", "torch-zip", "pickle" or
+    "unknown". Its name plays no part."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+        size = os.fstat(f.fileno()).st_size
+    if head.startswith(b"PK\x03\x04"):
+        return "torch-zip"
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    if head[:1] == b"\x80":  # pickle protocol 2+: torch's legacy format, pickle.dump
+        return "pickle"
+    return "unknown"
+
+
+def _load_torch_file(path: Path, kind: str) -> object:
+    """``torch.load(weights_only=True)`` of a zip archive or a legacy torch.save file, any
+    refusal in edgessl's words."""
     try:
-        with allow(SAFE_GLOBALS) if allow else contextlib.nullcontext():
-            return torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns on stderr about its own options and the storage it builds; a file from
+        # elsewhere gets one line from edgessl instead
+        # (an open file, not the path: torch would pick a reader by the name's suffix)
+        with (warnings.catch_warnings(), torch.serialization.safe_globals(SAFE_GLOBALS),
+              open(path, "rb") as f):
+            warnings.simplefilter("ignore")
+            return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the restricted unpickler raises several types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        # torch's message runs to pages (cut mid-word, escape codes); only the name of what
+        # its unpickler refused is kept from it
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found is None and kind == "pickle":
+            raise CheckpointError(
+                f"refusing to load '{path}': it is a plain pickle, not a PyTorch file of "
+                "tensors; only tensors are accepted, from safetensors or torch.save. Convert "
+                "it where it was made, from a source you trust: " + CONVERT) from None
+        if found is None:
+            raise CheckpointError(f"refusing to load '{path}': it is not a readable PyTorch "
+                                  f"archive of tensors ({type(exc).__name__}); it is damaged or "
+                                  "truncated: copy it again, or pass .safetensors") from None
         raise CheckpointError(
-            f"refusing to load '{path}': it is not plain weights ({first}); a PyTorch file can "
-            "carry code, so only tensors are accepted: convert it to .safetensors where it was "
-            "made, from a source you trust") from None
+            f"refusing to load '{path}': it contains code or Python objects beyond tensors (a "
+            f"pickled '{printable(found.group(1))}'), which could run when loaded; only tensors "
+            "are accepted. Save only the weights where it was made, from a source you trust: "
+            "from safetensors.torch import save_file; save_file(model.state_dict(), "
+            "'weights.safetensors')") from None
 
 
 def _unnest(obj: object, key: str | None) -> tuple[object, list[str], list[str]]:
@@ -157,8 +205,11 @@ def read_weights(path: str | Path, key: str | None = None) -> tuple[dict[str, to
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"weights file '{path}' does not exist; check the path")
-    suffix = path.suffix.lower()
-    if suffix in SAFETENSORS_SUFFIXES:
+    try:
+        kind = weights_format(path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read weights file '{path}': {exc.strerror}") from None
+    if kind == "safetensors":
         from safetensors.torch import load_file
 
         try:
@@ -166,10 +217,11 @@ def read_weights(path: str | Path, key: str | None = None) -> tuple[dict[str, to
         except Exception as exc:  # noqa: BLE001 - safetensors raises several types
             raise CheckpointError(f"'{path}' is not a readable safetensors file ({exc}); it is "
                                   "truncated or not safetensors") from None
-    if suffix not in PICKLE_SUFFIXES:
-        raise CheckpointError(f"'{path}' is not a weights file; pass .safetensors (preferred) "
-                              f"or {', '.join(PICKLE_SUFFIXES)}")
-    obj, taken, others = _unnest(_load_pickle(path), key)
+    if kind not in ("torch-zip", "pickle"):
+        raise CheckpointError(f"'{path}' is not a weights file edgessl can read: not safetensors "
+                              "(or truncated) and not a PyTorch zip archive; pass .safetensors "
+                              "(preferred) or a file saved by torch.save")
+    obj, taken, others = _unnest(_load_torch_file(path, kind), key)
     if not isinstance(obj, dict) or not obj:
         raise CheckpointError(f"'{path}' holds no weights (a {type(obj).__name__}); pass a "
                               "state dict saved as .safetensors or .pt")
@@ -186,8 +238,8 @@ def load_weights_file(path: str | Path, key: str | None = None) -> dict[str, tor
     """Read a weights file without ever executing code from it.
 
     Args:
-        path: ``.safetensors`` (preferred), or ``.pt``/``.pth``/``.th``/``.bin`` read with
-            ``torch.load(weights_only=True)``.
+        path: safetensors (preferred), or a ``torch.save`` zip archive (``.pt``, ``.pth``,
+            ``.ckpt``, any name) read with ``torch.load(weights_only=True)``.
         key: nested dict to take (e.g. "student"); None = the first of ``NESTED_KEYS``.
 
     Returns:
@@ -327,7 +379,7 @@ def load_backbone_weights(backbone, path: str | Path, key: str | None = None,
 
     Args:
         backbone: an edgessl ``Backbone``.
-        path: .safetensors or a .pt/.pth/.th/.bin holding tensors only.
+        path: safetensors, or a torch.save zip archive holding tensors only (any name).
         key: a nested dict ("student") or a name prefix ("module.momentum_encoder") to take.
         min_fraction: share of the backbone's tensors that must be found.
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgessl.errors import ConfigError, DataError
+from edgessl.io import require_finite
 
 # The deploy runtime's measure module (numpy only) holds the one definition of how a model's
 # val split is found; host and device benchmarks share it.
@@ -64,7 +65,11 @@ def top1_accuracy(model, data, fixed_batch: int | None = None) -> tuple[float, i
         x = model_inputs(meta, [p for p, _ in chunk])
         if len(chunk) < step and fixed:  # fill a fixed batch, ignore the padding
             x = np.concatenate([x, np.repeat(x[:1], step - len(chunk), axis=0)])
-        predicted = model.run(x)[:len(chunk)].argmax(axis=1)
+        scores = model.run(x)[:len(chunk)]
+        require_finite(scores, f"the scores of '{model.path}' on val images", "the model is "
+                       "broken (NaN weights, or a mean/std that makes its input infinite): "
+                       "export it again from a sound checkpoint")  # argmax of NaN is 0
+        predicted = scores.argmax(axis=1)
         correct += int((predicted == to_model[[y for _, y in chunk]]).sum())
     return correct / len(data.val), len(data.val)
 

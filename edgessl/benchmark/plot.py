@@ -22,7 +22,7 @@ def _pyplot():
 
 
 def write_plot(results: Sequence[BenchmarkResult], path: str | Path,
-               title: str = "edgessl benchmark") -> Path:
+               title: str = "edgessl benchmark", force: bool = False) -> Path:
     """Write a PNG with three panels: p50 latency (bars) with p90/p99 (markers) and e2e p50,
     images per second (synchronous and asynchronous), and top-1 against p50 latency.
 
@@ -76,7 +76,7 @@ def write_plot(results: Sequence[BenchmarkResult], path: str | Path,
     acc.set_ylabel("top-1 (%)" if with_acc else "top-1: run with --data")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_file(path) as tmp:
+    with atomic_file(path, force=force) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return Path(path)

@@ -222,17 +222,20 @@ def _document(results, config, stamp) -> dict:
 
 
 def write_json(results: Sequence[BenchmarkResult], path: str | Path,
-               config: BenchmarkConfig | None = None, stamp: dict | None = None) -> Path:
-    """Write ``{"host", "config", "profiles", "results"}`` to ``path``, atomically."""
+               config: BenchmarkConfig | None = None, stamp: dict | None = None,
+               force: bool = False) -> Path:
+    """Write ``{"host", "config", "profiles", "results"}`` to ``path``, atomically (an
+    existing file only with ``force``)."""
     from edgessl import io as edgessl_io
 
-    return edgessl_io.write_json(path, _document(results, config, stamp))
+    return edgessl_io.write_json(path, _document(results, config, stamp), force=force)
 
 
-def write_text(text: str, path: str | Path) -> Path:
-    """Write ``text`` to ``path`` atomically (parents created)."""
+def write_text(text: str, path: str | Path, force: bool = False) -> Path:
+    """Write ``text`` to ``path`` atomically (parents created; an existing file only with
+    ``force``)."""
     from edgessl.io import atomic_file
 
-    with atomic_file(path) as tmp:
+    with atomic_file(path, force=force) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from edgessl.benchmark.accuracy import (  # noqa: F401 - label_mapping is re-exported
     SplitLoader,
@@ -42,6 +43,7 @@ from edgessl.benchmark.result import (  # noqa: F401 - re-exported: the public A
     SweepPoint,
     latency_stats,
 )
+from edgessl.config import MAX_BATCH, MAX_RUNS, MAX_THREADS, Range, check_fields
 from edgessl.errors import ConfigError, DeviceUnavailableError
 
 
@@ -67,31 +69,24 @@ class BenchmarkConfig:
         end_to_end: also time decode + resize + preprocess + infer per run.
     """
 
-    warmup: int = 10
-    iterations: int = 100
-    time_budget_s: float | None = None
-    batch_size: int = 1
-    batch_sizes: tuple[int, ...] = ()
+    FIELD_LABEL = "--"  # messages name fields as the flags of edgessl benchmark
+
+    warmup: Annotated[int, Range(ge=0, le=MAX_RUNS)] = 10
+    iterations: Annotated[int, Range(ge=1, le=MAX_RUNS)] = 100
+    time_budget_s: Annotated[float | None, Range(gt=0, le=86_400, note="seconds",
+                                                 flag="--time")] = None
+    batch_size: Annotated[int, Range(ge=1, le=MAX_BATCH)] = 1
+    batch_sizes: Annotated[tuple[int, ...], Range(ge=1, le=MAX_BATCH)] = ()
     data: str | None = None
     device: str = "CPU"
     profiles: tuple[str, ...] = ()
-    async_runs: int = 200
-    async_requests: int = 0
+    async_runs: Annotated[int, Range(ge=0, le=MAX_RUNS, note="0 = skip")] = 200
+    async_requests: Annotated[int, Range(ge=0, le=MAX_THREADS, note="0 = automatic",
+                                         flag="--requests")] = 0
     end_to_end: bool = True
 
     def __post_init__(self) -> None:
-        if self.warmup < 0:
-            raise ConfigError(f"--warmup must be ≥ 0, got {self.warmup}")
-        if self.iterations < 1:
-            raise ConfigError(f"--iterations must be ≥ 1, got {self.iterations}")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise ConfigError(f"--time must be > 0 seconds, got {self.time_budget_s}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be ≥ 1, got {self.batch_size}")
-        if any(b < 1 for b in self.batch_sizes):
-            raise ConfigError(f"--batch-sizes must all be ≥ 1, got {list(self.batch_sizes)}")
-        if self.async_runs < 0 or self.async_requests < 0:
-            raise ConfigError("--async-runs and --requests must be ≥ 0 (0 = skip / automatic)")
+        check_fields(self)
 
     @property
     def timing(self) -> Timing:
@@ -116,18 +111,11 @@ def model_size_mib(path: str | Path) -> float:
 
 
 def _onnx_external_files(path: Path) -> list[Path]:
-    """Files holding an ONNX model's external tensor data (read without loading the data)."""
-    import onnx
+    """Files holding an ONNX model's external tensor data (read without loading the data):
+    those the runtime reads, in subgraphs too, and never a file outside the model's folder."""
+    from edgessl.safety import check_onnx_external_data
 
-    model = onnx.load(str(path), load_external_data=False)
-    locations = {
-        entry.value
-        for tensor in model.graph.initializer
-        if tensor.data_location == onnx.TensorProto.EXTERNAL
-        for entry in tensor.external_data
-        if entry.key == "location"
-    }
-    return [path.parent / loc for loc in sorted(locations)]
+    return check_onnx_external_data(path)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 from edgessl.cli import (  # noqa: F401 - each module registers its command on ``app``
     backbones_cmd,
     benchmark_cmd,
+    compare_cmd,
     data_cmd,
     deploy_cmd,
     devices_cmd,

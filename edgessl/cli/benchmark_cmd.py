@@ -23,23 +23,27 @@ def parse_batch_sizes(text: str | None) -> tuple[int, ...]:
                           f"'{text}'") from None
 
 
-def write_outputs(results, config, outputs: dict[str, Path | None]) -> list[Path]:
-    """Write each requested output (json, csv, markdown, plot); returns the paths written."""
+def write_outputs(results, config, outputs: dict[str, Path | None],
+                  force: bool = False) -> list[Path]:
+    """Write each requested output (json, csv, markdown, plot); returns the paths written.
+
+    An existing file is replaced only with ``force``.
+    """
     from edgessl.benchmark import report
 
     stamp = report.host_stamp()
     written = []
     if outputs.get("json") is not None:
-        written.append(report.write_json(results, outputs["json"], config, stamp))
+        written.append(report.write_json(results, outputs["json"], config, stamp, force=force))
     if outputs.get("csv") is not None:
-        written.append(report.write_text(report.render_csv(results), outputs["csv"]))
+        written.append(report.write_text(report.render_csv(results), outputs["csv"], force))
     if outputs.get("markdown") is not None:
         written.append(report.write_text(report.render_markdown(results, stamp),
-                                         outputs["markdown"]))
+                                         outputs["markdown"], force))
     if outputs.get("plot") is not None:
         from edgessl.benchmark.plot import write_plot
 
-        written.append(write_plot(results, outputs["plot"],
+        written.append(write_plot(results, outputs["plot"], force=force,
                                   title=f"edgessl benchmark on {stamp['cpu']}"))
     return written
 
@@ -51,15 +55,17 @@ def benchmark(
         show_default=False,
     ),
     profile: list[str] = typer.Option(
-        [], "--profile", "-p", help="Device profile name (see `edgessl devices`) or a .toml "
-        "path; repeat for several targets (unavailable ones are skipped and listed)."),
+        [], "--profile", "-p", metavar="PROFILE",
+        help="Device profile name (see 'edgessl devices') or a .toml path; repeat for "
+             "several targets (unavailable ones are skipped and listed)."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed runs before timing."),
     iterations: int = typer.Option(100, "--iterations", help="Timed runs per measurement."),
     time_budget: float | None = typer.Option(
         None, "--time", help="Seconds per measurement instead of a fixed --iterations."),
     batch_size: int = typer.Option(1, "--batch-size", help="Images per run (latency)."),
     batch_sizes: str | None = typer.Option(
-        None, "--batch-sizes", help="Throughput sweep, e.g. 1,8,32 (default: the profile's)."),
+        None, "--batch-sizes", help="Throughput sweep, e.g. 1,8,32.",
+        show_default="the profile's"),
     async_runs: int = typer.Option(
         200, "--async-runs", help="Batches in the asynchronous throughput run; 0 skips it."),
     requests: int = typer.Option(
@@ -70,7 +76,7 @@ def benchmark(
         None, "--data", help="Labeled dataset root: time real images and report top-1 on val."
     ),
     device: str | None = typer.Option(
-        None, "--device", help="Without --profile: CPU (default), or CUDA (PyTorch)."),
+        None, "--device", help="Without --profile: CPU, or CUDA (PyTorch).", show_default="CPU"),
     json_path: Path | None = typer.Option(
         None, "--json", help="Write results, config, profiles and a host stamp as JSON."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write every field as CSV."),
@@ -80,9 +86,11 @@ def benchmark(
         None, "--plot", help="Write a PNG comparing the models (needs matplotlib)."),
     remote: str | None = typer.Option(
         None, "--remote", help="Run on a device over SSH, ssh://user@host[:port]: copies a "
-        "bundle for --profile (default cpu) there; key auth from your ssh config/agent."),
+        "bundle for --profile (cpu if not given) there; key auth from your ssh config/agent."),
     remote_python: str = typer.Option(
         "python3", "--remote-python", help="The Python to run the bundle with on the device."),
+    force: bool = typer.Option(False, "--force",
+                               help="Overwrite existing --json, --csv, --markdown, --plot files."),
 ) -> None:
     """Benchmark models: load time, first inference, latency p50/p90/p99 (inference-only and
     end to end), throughput (batch sweep, async), peak memory, size and top-1 accuracy."""
@@ -90,7 +98,13 @@ def benchmark(
         from edgessl.benchmark.report import host_line, host_stamp, render_table
         from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
         from edgessl.errors import ConfigError
+        from edgessl.io import check_outputs
 
+        outputs = {"json": json_path, "csv": csv_path, "markdown": markdown_path,
+                   "plot": plot_path}
+        # before measuring: a run must not end in a refused write
+        check_outputs({f"--{kind}": path for kind, path in outputs.items()},
+                      {"MODEL": models, "--data": data}, force=force)
         if profile and device is not None:
             raise ConfigError("pass either --device or --profile, not both: a profile names "
                               "its own device")
@@ -118,7 +132,5 @@ def benchmark(
             results = benchmark_models(models, config)
         echo(render_table(results))
         echo(f"host: {host_line(host_stamp())}")
-        outputs = {"json": json_path, "csv": csv_path, "markdown": markdown_path,
-                   "plot": plot_path}
-        for path in write_outputs(results, config, outputs):
+        for path in write_outputs(results, config, outputs, force=force):
             echo(f"wrote {path}")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from edgessl.cli.app import app, echo, user_errors
+from edgessl.cli.app import EdgesslTyper, app, echo, user_errors
 
-data_app = typer.Typer(help="Write a built-in dataset to a folder.", no_args_is_help=True)
+data_app = EdgesslTyper(help="Write a built-in dataset to a folder.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
@@ -24,5 +24,12 @@ def digits(
     from edgessl.data.digits import write_digits
 
     with user_errors():
+        from edgessl.config import MAX_SEED, Range, check_value
+        from edgessl.limits import MAX_IMAGE_SIDE
+
+        check_value("image_size", image_size, Range(ge=1, le=MAX_IMAGE_SIDE, note="pixels"),
+                    "--image-size")
+        check_value("val_fraction", val_fraction, Range(gt=0, lt=1), "--val-fraction")
+        check_value("seed", seed, Range(ge=0, le=MAX_SEED), "--seed")
         path = write_digits(out_dir, image_size, val_fraction, seed, force)
     echo(f"wrote the digits dataset to {path} (train/ and val/, 10 classes)")

@@ -19,12 +19,13 @@ def deploy(
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
     archive: bool = typer.Option(False, "--archive", help="Also write <out>.tar.gz."),
     runtime: str | None = typer.Option(
-        None, "--runtime", help="onnxruntime or openvino [default: the profile's first]."),
+        None, "--runtime", help="onnxruntime or openvino.", show_default="the profile's first"),
     precision: list[str] = typer.Option(
-        [], "--precision", help="Precision to export (repeatable) [default: the profile's]."),
+        [], "--precision", metavar="PRECISION", help="Precision to export (repeatable).",
+        show_default="the profile's"),
     data: Path | None = typer.Option(
-        None, "--data", help="Labeled folder for smoke images and the host baseline "
-                             "[default: the model's data]."),
+        None, "--data", help="Labeled folder for smoke images and the host baseline.",
+        show_default="the model's data"),
     smoke_per_class: int = typer.Option(2, "--smoke-per-class",
                                         help="Smoke-test images per class (0 = none)."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline",

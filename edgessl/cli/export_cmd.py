@@ -18,20 +18,20 @@ def export(
     format: str = typer.Option("onnx", "--format", help="Export format: onnx or openvino."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8."),
     output: str | None = typer.Option(
-        None, "--output", help="logits, probabilities, embedding or embedding-l2 "
-                               "[default: logits for a classifier, embedding for a backbone]."),
+        None, "--output", help="logits, probabilities, embedding or embedding-l2.",
+        show_default="logits for a classifier, embedding for a backbone"),
     embed_preprocessing: bool = typer.Option(
         False, "--embed-preprocessing",
         help="The artifact takes uint8 [N, S, S, 3] pixels; scaling, mean/std and layout run "
              "inside the graph."),
     static_batch: int | None = typer.Option(
-        None, "--static-batch", help="Fix the batch size (NPUs need static shapes) "
-                                     "[default: dynamic]."),
+        None, "--static-batch", help="Fix the batch size (NPUs need static shapes).",
+        show_default="dynamic"),
     simplify: bool = typer.Option(False, "--simplify",
                                   help="Simplify the ONNX graph (onnxslim) if outputs stay equal."),
     calib: Path | None = typer.Option(
         None, "--calib", rich_help_panel=INT8,
-        help="Folder of calibration images [default: the checkpoint's training images]."),
+        help="Folder of calibration images.", show_default="the checkpoint's training images"),
     calib_size: int = typer.Option(300, "--calib-size", rich_help_panel=INT8,
                                    help="Calibration images (seeded sample)."),
     scheme: str = typer.Option(
@@ -45,18 +45,20 @@ def export(
                                      help="Weight scales per output channel or per tensor."),
     calib_method: str | None = typer.Option(
         None, "--calib-method", rich_help_panel=INT8,
-        help="ONNX Runtime range estimation: minmax, entropy or percentile [default: minmax]."),
+        help="ONNX Runtime range estimation: minmax, entropy or percentile.",
+        show_default="minmax"),
     preset: str | None = typer.Option(
         None, "--preset", rich_help_panel=INT8,
-        help="NNCF preset: performance or mixed [default: NNCF's for the model type]."),
+        help="NNCF preset: performance or mixed.", show_default="NNCF's for the model type"),
     bias_correction: bool | None = typer.Option(
         None, "--bias-correction/--no-bias-correction", rich_help_panel=INT8,
-        help="NNCF fast bias correction [default: on]."),
+        help="NNCF fast bias correction.", show_default="bias-correction"),
     model_type: str = typer.Option(
         "auto", "--model-type", rich_help_panel=INT8,
-        help="auto, cnn or transformer (quantize matrix products only) [auto: attention?]."),
+        help="cnn, transformer (quantize matrix products only), or auto (transformer when "
+             "the model has attention)."),
     ignore: list[str] = typer.Option(
-        [], "--ignore", rich_help_panel=INT8,
+        [], "--ignore", metavar="REGEX", rich_help_panel=INT8,
         help="Regular expression of layer names to keep in float (repeatable)."),
     max_drop: float | None = typer.Option(
         None, "--max-drop", rich_help_panel=INT8,
@@ -64,9 +66,10 @@ def export(
              "fraction (0.01 = 1 point); fails if it cannot be met."),
     data: Path | None = typer.Option(
         None, "--data",
-        help="Labeled folder to validate on [default: the checkpoint's val split]."),
+        help="Labeled folder to validate on.", show_default="the checkpoint's val split"),
     out: Path | None = typer.Option(
-        None, "--out", help="Output folder [default: export/<MODEL>-<format>-<precision>]."),
+        None, "--out", help="Output folder.",
+        show_default="export/<MODEL>-<format>-<precision>"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output folder."),
 ) -> None:
     """Export to ONNX or OpenVINO (fp32, fp16 or int8) and check the artifact against PyTorch."""

@@ -11,12 +11,15 @@ from edgessl.cli.app import app, echo, user_errors
 
 @app.command("finetune")
 def finetune_command(
-    data: Path | None = typer.Argument(None, help="Labeled data (default: built-in digits)."),
-    backbone: str = typer.Option(
-        "scratch", help="edgessl checkpoint folder, a weights file for --arch (.safetensors, "
-                        ".pt/.pth: tensors only), 'scratch[:NAME]', or an architecture "
-                        "('timm:NAME', an edgessl name; see 'edgessl backbones') that gets "
-                        "--weights, or timm's hub weights without it."),
+    data: Path | None = typer.Argument(
+        None, help="Labeled data: train/ and val/ folders of class folders, or class folders.",
+        show_default="the built-in digits"),
+    backbone: str | None = typer.Option(
+        None, help="edgessl checkpoint folder, a pretrained start (efficientnet_lite0.in1k, "
+                   "...), a weights file for --arch (.safetensors, .pt/.pth: tensors only), "
+                   "'scratch[:NAME]', or an architecture ('timm:NAME', an edgessl name; see "
+                   "'edgessl backbones') that gets --weights, or timm's hub weights without it.",
+        show_default="the best pretrained start installed (efficientnet_lite0.in1k)"),
     arch: str = typer.Option("resnet_tiny",
                              help="Architecture for plain 'scratch' or a weights file."),
     weights: Path | None = typer.Option(
@@ -25,21 +28,28 @@ def finetune_command(
                    "as they are."),
     weights_key: str | None = typer.Option(
         None, "--weights-key", help="Part of --weights to take: a nested dict ('student') or "
-                                    "a name prefix ('module.momentum_encoder'); default: the "
-                                    "teacher where there is one."),
+                                    "a name prefix ('module.momentum_encoder').",
+        show_default="the teacher, where there is one"),
     mode: str | None = typer.Option(
-        None, help="linear | full (default: linear for pretrained, full for scratch)."),
+        None, help="linear (a linear probe on frozen features) or full (fine-tune everything).",
+        show_default="linear for a pretrained backbone, full for scratch"),
     labels_per_class: int | None = typer.Option(
-        None, "--labels-per-class", "-k", help="Labels per class (default: all)."),
-    image_size: int | None = typer.Option(None, help="Pixels (default: the backbone's)."),
-    epochs: int | None = typer.Option(None, help="Epochs of --mode full (default 50)."),
-    lr: float | None = typer.Option(None, help="Learning rate of --mode full (AdamW, 2e-3)."),
+        None, "--labels-per-class", "-k", help="Labels per class.", show_default="all"),
+    image_size: int | None = typer.Option(
+        None, help="Image side in pixels.",
+        show_default="the checkpoint's; 32 for scratch; for a pretrained start the data's "
+                     "typical side, 128 to the start's training size"),
+    epochs: int | None = typer.Option(
+        None, help="Epochs of --mode full.", show_default="50"),
+    lr: float | None = typer.Option(
+        None, help="Learning rate of --mode full (AdamW).", show_default="2e-3"),
     probe_c: float | None = typer.Option(
-        None, help="Linear probe: inverse L2 regularisation (scikit-learn's C) "
-                   "[chosen by cross-validation on the labeled images]."),
+        None, help="Linear probe: inverse L2 regularisation (scikit-learn's C).",
+        show_default="chosen by cross-validation on the labeled images"),
     hflip: float = typer.Option(0.5, help="Flip probability in full fine-tuning."),
     seed: int = typer.Option(0, help="Seed of the label subset, split and training."),
-    out: Path | None = typer.Option(None, help="Checkpoint folder (default models/...)."),
+    out: Path | None = typer.Option(
+        None, help="Checkpoint folder.", show_default="models/<name>"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
 ) -> None:
     """Train a classifier on K labels per class and evaluate it on the val split."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -42,6 +41,17 @@ def device_from_profile(profile: str, model: Path) -> str:
     return device_for(prof, runtime)
 
 
+def check_finite(p, model: Path) -> None:
+    """A prediction with NaN or infinite scores (or embedding) is an error, never printed."""
+    from edgessl.io import require_finite
+
+    embedding = p.embedding is not None
+    require_finite(p.embedding if embedding else [score for _, score in p.top_k],
+                   f"the {'embedding' if embedding else 'scores'} of '{p.source}' from "
+                   f"'{model}'", "the model is broken (NaN weights, or a mean/std that makes "
+                   "its input infinite): export it again from a sound checkpoint")
+
+
 def format_prediction(p) -> str:
     if p.embedding is not None:
         head = ", ".join(f"{v:.4f}" for v in p.embedding[:4])
@@ -64,11 +74,15 @@ def predict(
     device: str = typer.Option("CPU", "--device",
                                help="Device to run on (ignored with --profile)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per run."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
 ) -> None:
     """Classify images (or embed them, for an embedding model): label and probability each."""
     with user_errors():
+        from edgessl.io import check_outputs, dumps_json
         from edgessl.runtime.model import iter_image_files
 
+        check_outputs({"--json": json_path}, {"MODEL": model, "IMAGE_OR_DIR": images},
+                      force=force)
         if profile is not None:
             device = device_from_profile(profile, model)
         loaded = load_for_predict(model, device)
@@ -79,6 +93,8 @@ def predict(
                                hidden=len(files) < 2 * batch_size) as bar:
             for chunk in loaded.iter_predict(files, top_k=top_k, batch_size=batch_size):
                 bar.update(len(chunk))
+                for p in chunk:
+                    check_finite(p, model)
                 results += [p.to_dict() for p in chunk]
                 if json_path is None:
                     for p in chunk:
@@ -87,8 +103,9 @@ def predict(
             data = {"model": str(model), "runtime": loaded.execution.runtime,
                     "provider": loaded.execution.provider, "predictions": results}
             if to_stdout:
-                echo(json.dumps(data, indent=2))
+                echo(dumps_json(data, "predictions").rstrip("\n"))
             else:
                 from edgessl.io import write_json
 
-                echo(f"wrote {write_json(json_path, data)} ({len(results)} images)")
+                echo(f"wrote {write_json(json_path, data, force=force)} ({len(results)} "
+                     "images)")

@@ -17,49 +17,82 @@ from edgessl.cli.app import app, echo, user_errors
 
 @app.command("pretrain")
 def pretrain_command(
-    data: Path | None = typer.Argument(None, help="Unlabeled images (default: built-in digits)."),
+    data: Path | None = typer.Argument(
+        None, help="Folder of unlabeled images.", show_default="the built-in digits"),
     config: Path | None = typer.Option(
         None, "--config", help="TOML recipe of these settings; flags given here override it."),
     method: str | None = typer.Option(
-        None, help="SSL method: simclr, moco, byol, dino, vicreg, mae [simclr]."),
+        None, help="SSL method: simclr, moco, byol, dino, vicreg or mae.", show_default="simclr"),
     backbone: str | None = typer.Option(
-        None, help="edgessl/timm name (timm:NAME), checkpoint folder or weights file "
-                   "[resnet_tiny]; see `edgessl backbones`."),
+        None, help="An edgessl or timm name (timm:NAME), a checkpoint folder or a weights file; "
+                   "see 'edgessl backbones'.", show_default="resnet_tiny"),
     weights: Path | None = typer.Option(
         None, help="Start from these weights (.safetensors, or .pt/.pth read weights-only)."),
     weights_key: str | None = typer.Option(
         None, help="Part of --weights to load (e.g. teacher, student, state_dict)."),
-    image_size: int | None = typer.Option(None, help="Training resolution in pixels [32]."),
-    epochs: int | None = typer.Option(None, help="Passes over the data [30]."),
-    batch_size: int | None = typer.Option(None, help="Images per step, all processes [256]."),
-    optimizer: str | None = typer.Option(None, help="sgd or adamw [the method's]."),
+    image_size: int | None = typer.Option(
+        None, help="Training resolution in pixels.", show_default="32"),
+    epochs: int | None = typer.Option(
+        None, help="Passes over the data (with --budget: at most this many).",
+        show_default="30, or what fits --budget"),
+    budget: str | None = typer.Option(
+        None, help="Time budget, e.g. 20m or 1.5h: the epochs that fit are picked from a "
+                   "measured step time.", show_default="none"),
+    batch_size: int | None = typer.Option(
+        None, help="Images per step, over all processes.",
+        show_default="256, halved until an epoch has 16 steps (not below 32)"),
+    optimizer: str | None = typer.Option(
+        None, help="sgd or adamw.", show_default="the method's"),
     lr: float | None = typer.Option(
-        None, help="Peak learning rate [the method's base LR x batch / 256]."),
+        None, help="Peak learning rate.",
+        show_default="the method's base LR x batch size / 256, x 0.1 from pretrained weights"),
+    freeze: float | None = typer.Option(
+        None, help="Share of the backbone's tensors, earliest first, kept frozen.",
+        show_default="0.25 from pretrained weights, else 0"),
     weight_decay: float | None = typer.Option(
-        None, help="Weight decay, not on norms/biases [1e-4 SGD, 0.05 AdamW]."),
-    warmup_epochs: int | None = typer.Option(None, help="Linear warm-up epochs [2]."),
-    grad_clip: float | None = typer.Option(None, help="Clip the gradient norm (0 = off) [0]."),
-    seed: int | None = typer.Option(None, help="Random seed [0]."),
+        None, help="Weight decay, not on norms and biases.",
+        show_default="1e-4 for SGD, 0.05 for AdamW"),
+    warmup_epochs: int | None = typer.Option(
+        None, help="Linear warm-up epochs.", show_default="2"),
+    grad_clip: float | None = typer.Option(
+        None, help="Clip the gradient norm to this value; 0 turns clipping off.", show_default="0"),
+    seed: int | None = typer.Option(None, help="Random seed.", show_default="0"),
+    exclude_val: bool | None = typer.Option(
+        None, "--exclude-val/--include-val",
+        help="For a folder of class folders, leave out the images finetune holds out as val "
+             "(same --seed).", show_default="exclude"),
     aug: list[str] | None = typer.Option(
-        None, "--aug", help="Augmentation field KEY=VALUE, repeatable (e.g. blur_p=0, "
-                            "crop_scale=0.08,1, local_crops=4)."),
+        None, "--aug", metavar="KEY=VALUE",
+        help="Augmentation field KEY=VALUE, repeatable (e.g. blur_p=0, crop_scale=0.08,1, "
+             "local_crops=4)."),
     opt: list[str] | None = typer.Option(
-        None, "--opt", help="Method option KEY=VALUE, repeatable (e.g. temperature=0.1)."),
-    hflip: float | None = typer.Option(None, help="Flip probability (same as --aug hflip=P)."),
+        None, "--opt", metavar="KEY=VALUE",
+        help="Method option KEY=VALUE, repeatable (e.g. temperature=0.1)."),
+    hflip: float | None = typer.Option(
+        None, help="Flip probability (same as --aug hflip=P).",
+        show_default="the method's augmentation preset"),
     eval_data: Path | None = typer.Option(
-        None, help="Labeled folder for the online kNN top-1 (train/ + val/ or class folders)."),
-    eval_every: int | None = typer.Option(None, help="Epochs between kNN evaluations [1]."),
-    knn_k: int | None = typer.Option(None, help="Neighbours of the kNN classifier [20]."),
-    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N [auto]."),
+        None, help="Labeled folder for the online kNN top-1 (train/ + val/ or class folders); "
+                   "without it there is no kNN evaluation."),
+    eval_every: int | None = typer.Option(
+        None, help="Epochs between kNN evaluations.", show_default="1"),
+    knn_k: int | None = typer.Option(
+        None, help="Neighbours of the kNN classifier.", show_default="20"),
+    device: str | None = typer.Option(
+        None, help="auto, cpu, cuda or cuda:N.", show_default="auto"),
     precision: str | None = typer.Option(
-        None, help="auto (bf16 on capable GPUs), fp32 or bf16 [auto]."),
+        None, help="auto (bf16 on GPUs that support it), fp32 or bf16.", show_default="auto"),
     channels_last: bool | None = typer.Option(
-        None, "--channels-last/--no-channels-last", help="NHWC layout [on for CNNs]."),
+        None, "--channels-last/--no-channels-last", help="NHWC memory layout.",
+        show_default="on for CNNs"),
     compile_model: bool | None = typer.Option(
-        None, "--compile/--no-compile", help="torch.compile the backbone [off]."),
+        None, "--compile/--no-compile", help="torch.compile the backbone.",
+        show_default="no-compile"),
     sync_bn: bool | None = typer.Option(
-        None, "--sync-bn/--no-sync-bn", help="SyncBatchNorm under torchrun [off]."),
-    out: Path | None = typer.Option(None, help="Checkpoint folder (default models/...)."),
+        None, "--sync-bn/--no-sync-bn", help="SyncBatchNorm under torchrun.",
+        show_default="no-sync-bn"),
+    out: Path | None = typer.Option(
+        None, help="Checkpoint folder.", show_default="models/<method>-<backbone>"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the unfinished run in --out (same flags)."),
@@ -80,7 +113,8 @@ def pretrain_command(
         flags = {
             "data": str(data) if data else None, "method": method, "backbone": backbone,
             "weights": str(weights) if weights else None, "weights_key": weights_key,
-            "image_size": image_size, "epochs": epochs, "batch_size": batch_size,
+            "image_size": image_size, "epochs": epochs, "budget": budget,
+            "batch_size": batch_size, "freeze": freeze, "exclude_val": exclude_val,
             "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
             "warmup_epochs": warmup_epochs, "grad_clip": grad_clip, "seed": seed,
             "augment_overrides": augment or None,
@@ -92,7 +126,10 @@ def pretrain_command(
         }
         recipe = load_recipe(config) if config else {}
         cfg = from_dict(PretrainConfig, merge(recipe, flags),
-                        where=f"recipe '{config}'" if config else "pretrain flags")
+                        where=f"recipe '{config}'" if config else "pretrain flags",
+                        flags={key for key, value in flags.items() if value is not None})
+        if config:
+            _check_recipe_tables(cfg, recipe, flags, config)
         result = pretrain(cfg)
     if os.environ.get("RANK", "0") != "0":  # torchrun: the first process reports
         return
@@ -100,3 +137,22 @@ def pretrain_command(
     knn = f"  kNN top-1 {last['knn_top1']:.1f}%" if last.get("knn_top1") is not None else ""
     echo(f"saved {result.path}  final loss {result.losses[-1]:.4f}{knn}  "
          f"{result.images_per_second:.0f} images/s  {result.seconds:.0f} s")
+
+
+def _check_recipe_tables(cfg, recipe: dict, flags: dict, path: Path) -> None:
+    """Check the recipe's [augment] and [method_options] values (those no flag overrides)
+    here, where an error can name the recipe's file; ``pretrain`` checks the merged tables."""
+    import dataclasses
+
+    from edgessl.config import from_dict
+    from edgessl.ssl import METHODS
+
+    method_cls = METHODS.get(cfg.method)
+    for table, base, cls in (
+            ("augment_overrides", dataclasses.asdict(cfg.augment or method_cls.augment),
+             type(method_cls.augment)),
+            ("method_options", {}, method_cls.Config)):
+        given = flags.get(table) or {}
+        own = {k: v for k, v in recipe.get(table, {}).items() if k not in given}
+        name = "augment" if table == "augment_overrides" else "method_options"
+        from_dict(cls, {**base, **own}, where=f"recipe '{path}' [{name}]")

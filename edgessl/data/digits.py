@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from edgessl.data.labeled import stratified_split
-from edgessl.errors import OutputExistsError
+from edgessl.errors import OutputExistsError, OutputWriteError
 from edgessl.io import atomic_dir
 
 DIGITS_MARKER = "edgessl-digits.json"
@@ -37,6 +37,9 @@ def write_digits(
     from sklearn.datasets import load_digits
 
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputWriteError(f"'{out_dir}' is a file, not a folder; choose another OUT_DIR "
+                               "(--force replaces a folder, never a file)")
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise OutputExistsError(f"'{out_dir}' exists and is not empty; pass --force to replace it")
     digits = load_digits()

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from edgessl.errors import DataError
+from edgessl.limits import MAX_ASPECT_RATIO, check_image_shape
 
 log = logging.getLogger("edgessl")
 
@@ -37,7 +38,11 @@ def list_image_files(root: Path) -> list[Path]:
 
 
 def open_rgb(path, min_side: int | None = None):
-    """Decode one image as RGB (grayscale, palette, RGBA, 16-bit and CMYK are converted).
+    """Decode one image as RGB, upright (grayscale, palette, RGBA, 16-bit and CMYK converted).
+
+    Every image edgessl reads goes through here (training data, predict, calibration, the
+    deploy runtime), so the EXIF orientation a phone writes is applied once for all of them:
+    a portrait photo stored sideways with ``Orientation = 6`` arrives upright.
 
     Args:
         path: a file path or a binary file object.
@@ -50,15 +55,18 @@ def open_rgb(path, min_side: int | None = None):
         A ``PIL.Image.Image`` in RGB mode.
 
     Raises:
+        DataError: when its sides differ more than ``edgessl.limits.MAX_ASPECT_RATIO`` times
+            (checked from the header, before decoding).
         OSError/ValueError (from Pillow) when the file is not a decodable image;
         ``PIL.Image.DecompressionBombWarning``/``DecompressionBombError`` when its header
         claims more pixels than Pillow's limit (``Image.MAX_IMAGE_PIXELS``).
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as img:
+            check_image_shape(*img.size, str(getattr(path, "name", path)))
             if min_side:
                 img.draft(None, (2 * min_side, 2 * min_side))  # JPEG only; others ignore it
             img.load()
@@ -68,7 +76,8 @@ def open_rgb(path, min_side: int | None = None):
                 img = img.point(lambda v: v * 255).convert("L")
             if min_side and min(img.size) >= 4 * min_side:
                 img = img.reduce(min(img.size) // (2 * min_side))
-            return img.convert("RGB")
+            # after the reduction, so the rotation copies the small image, not the full one
+            return ImageOps.exif_transpose(img.convert("RGB"))
 
 
 def image_problem(path: Path) -> str | None:
@@ -79,6 +88,8 @@ def image_problem(path: Path) -> str | None:
         if os.path.getsize(path) == 0:
             return "empty file"
         open_rgb(path, min_side=32)
+    except DataError:  # the only one open_rgb raises: edgessl.limits.MAX_ASPECT_RATIO
+        return f"side ratio over {MAX_ASPECT_RATIO}:1"
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         return f"decompression bomb (over Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels)"
     except UnidentifiedImageError:
@@ -127,3 +138,25 @@ def find_images(root: str | Path, what: str = "image folder") -> list[Path]:
     """All usable images under ``root``, recursively; labels (subfolders) are ignored."""
     root = require_dir(root, what)
     return usable_images(list_image_files(root), root)
+
+
+def typical_side(paths, sample: int = 64) -> int | None:
+    """The median shorter side (px) of up to ``sample`` of ``paths``, read from their headers.
+
+    Nothing is decoded (Pillow reads the size from the header), so this costs milliseconds.
+    Returns None when no file could be read.
+    """
+    import statistics
+
+    from PIL import Image
+
+    paths = list(paths)
+    step = max(1, len(paths) // sample)
+    sides = []
+    for path in paths[::step][:sample]:
+        try:
+            with Image.open(path) as img:
+                sides.append(min(img.size))
+        except (OSError, ValueError):
+            continue
+    return int(statistics.median(sides)) if sides else None

@@ -87,19 +87,50 @@ def stratified_split(samples: list[Sample], val_fraction: float, seed: int) -> t
     return train, val
 
 
+HELD_OUT_NAMES = ("val", "valid", "validation", "test")
+"""Names of the held-out split beside ``train/``, in the order they are looked for."""
+
+SPLIT_NAMES = ("train", *HELD_OUT_NAMES)
+
+
 def held_out_folder(root: Path) -> Path | None:
-    """``root/val`` (or else ``root/test``) when ``root`` also has ``train/``; None otherwise."""
+    """``root/val`` (or else valid/, validation/, test/) when ``root`` also has ``train/``;
+    None otherwise."""
     if not (root / "train").is_dir():
         return None
-    return next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
+    return next((root / n for n in HELD_OUT_NAMES if (root / n).is_dir()), None)
+
+
+def _check_not_split(root: Path, names: list[str]) -> None:
+    """A root whose "classes" are split folders is a train/val root with a split missing."""
+    splits = [n for n in names if n.lower() in SPLIT_NAMES]
+    if not splits:
+        return
+    found = ", ".join(f"{n}/" for n in splits)
+    others = [n for n in names if n not in splits]
+    keep = "keep either train/ and val/ (each with one subfolder per class), or class folders only"
+    if others:
+        raise DataError(f"'{root}' mixes split folders ({found}) with class folders "
+                        f"({', '.join(others[:5])}); {keep}")
+    if not any(n.lower() == "train" for n in splits):
+        raise DataError(f"'{root}' has {found} but no train/ folder; add train/ with the same "
+                        "class subfolders, or put the class folders directly in it to have them "
+                        "split here")
+    if len(splits) == 1:
+        raise DataError(f"'{root}' has {found} but no val/ folder beside it; add val/ with the "
+                        "same class subfolders, or put the class folders directly in it to have "
+                        "them split here")
+    raise DataError(f"'{root}' has {found}; name the split folders in lower case, train/ and "
+                    "val/")
 
 
 def load_labeled(root: str | Path, val_fraction: float = 0.2, seed: int = 0) -> LabeledData:
     """Load a labeled dataset from ``root``.
 
-    ``root`` holds either ``train/`` and ``val/`` (or ``test/``, as CIFAR-style folders do)
-    ImageFolders, or class subfolders directly, which are split here (stratified by class,
-    seeded by ``seed``).
+    ``root`` holds either ``train/`` and ``val/`` (or ``valid/``, ``validation/`` or
+    ``test/``, as Roboflow- and CIFAR-style folders do) ImageFolders, or class subfolders
+    directly, which are split here (stratified by class, seeded by ``seed``). Split folders
+    without their partner (``train/`` alone) are an error, not two classes.
     """
     root = require_dir(root, "labeled data folder")
     held_out = held_out_folder(root)
@@ -107,6 +138,7 @@ def load_labeled(root: str | Path, val_fraction: float = 0.2, seed: int = 0) -> 
         classes, train = _read_image_folder(root / "train")
         _, val = _read_image_folder(held_out, classes)
         return LabeledData(root, tuple(classes), tuple(train), tuple(val), "folders")
+    _check_not_split(root, [d.name for d in _class_dirs(root)])
     classes, samples = _read_image_folder(root)
     train, val = stratified_split(samples, val_fraction, seed)
     return LabeledData(root, tuple(classes), tuple(train), tuple(val), "seeded split")
@@ -145,3 +177,37 @@ def fingerprint(paths) -> str:
     for p in sorted(Path(p) for p in paths):
         h.update(f"{p.parent.name}/{p.name}:{p.stat().st_size}\n".encode())
     return h.hexdigest()[:16]
+
+
+DEFAULT_VAL_FRACTION = 0.2  # finetune's share of each class held out when it splits a folder
+
+
+def finetune_val_images(root: str | Path, val_fraction: float = DEFAULT_VAL_FRACTION,
+                        seed: int = 0) -> list[Path]:
+    """The images ``finetune`` holds out as val when it splits ``root`` itself, or [].
+
+    ``root`` must be a single folder of two or more class folders with images directly
+    inside them (what ``load_labeled`` splits); any other tree (a train/val root, images
+    at the top, nested albums) is not a labeled set and gives [].
+    """
+    root = Path(root)
+    if held_out_folder(root) is not None or list_image_files_top(root):
+        return []
+    dirs = _class_dirs(root)
+    if len(dirs) < 2 or any(not list_image_files_top(d) for d in dirs):
+        return []
+    try:
+        _check_not_split(root, [d.name for d in dirs])
+        _, samples = _read_image_folder(root)
+        _, val = stratified_split(samples, val_fraction, seed)
+    except DataError:
+        return []
+    return [p for p, _ in val]
+
+
+def list_image_files_top(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder`` (not in its subfolders)."""
+    from edgessl.data.images import IMAGE_EXTENSIONS
+
+    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+            and p.name.lower().endswith(IMAGE_EXTENSIONS)]

@@ -16,7 +16,9 @@ import shutil
 import string
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
+from edgessl.config import MAX_RUNS, Range, check_fields
 from edgessl.errors import CheckpointError, ConfigError, unknown_choice
 
 log = logging.getLogger("edgessl")
@@ -27,7 +29,7 @@ FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "openvino": "openvino"}
 # Light edgessl modules the runner imports (relative to the package); the runtime's own module
 # is added per bundle. tests/test_deploy.py checks that nothing else is imported.
 VENDORED = (
-    "__init__.py", "errors.py", "artifact.py", "safety.py", "config.py",
+    "__init__.py", "errors.py", "artifact.py", "safety.py", "limits.py", "config.py",
     "devices/__init__.py", "devices/profile.py",
     "data/__init__.py", "data/images.py", "data/preprocess.py", "data/labeled.py",
     "runtimes/__init__.py", "runtimes/base.py",
@@ -61,24 +63,22 @@ class DeployConfig:
         force: replace an existing ``out`` (and archive).
     """
 
+    FIELD_LABEL = "--"  # messages name fields as the flags of edgessl deploy
+
     profile: str = "cpu"
     out: str = "bundle"
     runtime: str | None = None
     precisions: tuple[str, ...] = ()
     data: str | None = None
-    smoke_per_class: int = 2
+    smoke_per_class: Annotated[int, Range(ge=0, le=1000, note="0 = none")] = 2
     baseline: bool = True
-    warmup: int = 10
-    iterations: int = 100
+    warmup: Annotated[int, Range(ge=0, le=MAX_RUNS)] = 10
+    iterations: Annotated[int, Range(ge=1, le=MAX_RUNS)] = 100
     archive: bool = False
     force: bool = False
 
     def __post_init__(self) -> None:
-        if self.smoke_per_class < 0:
-            raise ConfigError(f"--smoke-per-class must be ≥ 0, got {self.smoke_per_class}")
-        if self.warmup < 0 or self.iterations < 1:
-            raise ConfigError(f"--iterations must be ≥ 1 and warmup ≥ 0, got {self.iterations} "
-                              f"and {self.warmup}")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def build_bundle(model: str | Path, config: DeployConfig) -> BundleResult:
         OutputExistsError: ``config.out`` (or its archive) exists and ``config.force`` is False.
     """
     from edgessl.devices.profile import load_profile
-    from edgessl.io import atomic_dir
+    from edgessl.io import atomic_dir, check_outputs
 
     profile = load_profile(config.profile)
     runtime = choose_runtime(profile, config.runtime)
@@ -157,10 +157,9 @@ def build_bundle(model: str | Path, config: DeployConfig) -> BundleResult:
         raise CheckpointError(f"model '{model}' does not exist; check the path")
     out = Path(config.out)
     archive = out.with_name(out.name + ".tar.gz") if config.archive else None
-    if archive is not None and archive.exists() and not config.force:
-        from edgessl.errors import OutputExistsError
-
-        raise OutputExistsError(f"'{archive}' exists; pass --force to overwrite it")
+    check_outputs({"--out": out, "--archive": archive},
+                  {"MODEL": model, "--data": config.data,
+                   "--profile": profile_file(config.profile)}, force=config.force)
     with atomic_dir(out, force=config.force) as tmp:
         models = _artifacts(model, profile, runtime, config, tmp)
         data = _data_root(config, tmp / models[0]["path"])
@@ -175,7 +174,7 @@ def build_bundle(model: str | Path, config: DeployConfig) -> BundleResult:
         baseline = _baseline(tmp, models, data, profile, config) if config.baseline else None
         _write_files(tmp, bundle, runtime, profile_file(config.profile), baseline)
     if archive is not None:
-        _archive(out, archive)
+        _archive(out, archive, config.force)
     return BundleResult(out, archive, bundle)
 
 
@@ -360,12 +359,12 @@ def _readme(bundle: dict, baseline: dict | None) -> str:
         device=bundle["device"], model_rows="\n".join(rows), host_cpu=host)
 
 
-def _archive(folder: Path, archive: Path) -> None:
+def _archive(folder: Path, archive: Path, force: bool) -> None:
     import tarfile
 
     from edgessl.io import atomic_file
 
-    with atomic_file(archive) as tmp, tarfile.open(tmp, "w:gz") as tar:
+    with atomic_file(archive, force=force) as tmp, tarfile.open(tmp, "w:gz") as tar:
         tar.add(folder, arcname=folder.name)
 
 

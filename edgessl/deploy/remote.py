@@ -18,8 +18,10 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
+from edgessl.config import MAX_BATCH, MAX_RUNS, Range, check_fields
 from edgessl.errors import ConfigError, DeviceUnavailableError
 
 log = logging.getLogger("edgessl")
@@ -121,15 +123,18 @@ class RemoteConfig:
     """
 
     python: str = "python3"
-    connect_timeout: int = 10
-    timeout: float = 900.0
+    connect_timeout: Annotated[int, Range(ge=1, le=3600, note="seconds")] = 10
+    timeout: Annotated[float, Range(gt=0, le=86_400, note="seconds")] = 900.0
     ssh_config: str | None = None
     identity: str | None = None
-    warmup: int = 10
-    iterations: int = 100
-    batch_sizes: tuple[int, ...] = ()
+    warmup: Annotated[int, Range(ge=0, le=MAX_RUNS)] = 10
+    iterations: Annotated[int, Range(ge=1, le=MAX_RUNS)] = 100
+    batch_sizes: Annotated[tuple[int, ...], Range(ge=1, le=MAX_BATCH)] = ()
     data: str | None = None
     keep: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-from edgessl.config import from_dict, load_toml
+from edgessl.config import MAX_BATCH, MAX_THREADS, Range, check_fields, from_dict, load_toml
 from edgessl.errors import ConfigError, unknown_choice
 
 # The runtime names of edgessl.runtimes.registry.RUNTIMES, repeated here so that reading a
@@ -69,15 +70,15 @@ class DeviceProfile:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     provider_options: dict = field(default_factory=dict)
     openvino_config: dict = field(default_factory=dict)
-    threads: int = 0
-    streams: int = 0
+    threads: Annotated[int, Range(ge=0, le=MAX_THREADS, note="0 = runtime default")] = 0
+    streams: Annotated[int, Range(ge=0, le=MAX_THREADS, note="0 = runtime default")] = 0
     performance_hint: str = "LATENCY"
     throughput_hint: str = "THROUGHPUT"
-    async_requests: int = 0
+    async_requests: Annotated[int, Range(ge=0, le=MAX_THREADS, note="0 = runtime default")] = 0
     precisions: tuple[str, ...] = ("fp32", "int8")
     static_shapes: bool = False
-    static_batch: int | None = None
-    batch_sizes: tuple[int, ...] = (1,)
+    static_batch: Annotated[int | None, Range(ge=1, le=MAX_BATCH)] = None
+    batch_sizes: Annotated[tuple[int, ...], Range(ge=1, le=MAX_BATCH)] = (1,)
     systems: tuple[str, ...] = ()
     arch: tuple[str, ...] = ()
     board: str = ""
@@ -85,6 +86,7 @@ class DeviceProfile:
 
     def __post_init__(self) -> None:
         where = f"device profile '{self.name}'"
+        check_fields(self, label=lambda name: f"{where}: '{name}'")
         if not self.runtimes:
             raise ConfigError(f"{where}: 'runtimes' is empty; list at least one of "
                               f"{', '.join(RUNTIME_NAMES)}")
@@ -122,15 +124,8 @@ class DeviceProfile:
             raise ConfigError(f"{where}: 'device' is empty; name a device such as CPU, GPU, NPU")
 
     def _check_numbers(self, where: str) -> None:
-        for key in ("threads", "streams", "async_requests"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{where}: '{key}' must be ≥ 0 (0 = runtime default), "
-                                  f"got {getattr(self, key)}")
-        if self.static_batch is not None and self.static_batch < 1:
-            raise ConfigError(f"{where}: 'static_batch' must be ≥ 1, got {self.static_batch}")
-        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise ConfigError(f"{where}: 'batch_sizes' must list sizes ≥ 1, "
-                              f"got {list(self.batch_sizes)}")
+        if not self.batch_sizes:
+            raise ConfigError(f"{where}: 'batch_sizes' must list sizes ≥ 1, got []")
         if self.static_batch is not None and set(self.batch_sizes) != {self.static_batch}:
             raise ConfigError(f"{where}: 'batch_sizes' {list(self.batch_sizes)} must be "
                               f"[{self.static_batch}] with 'static_batch' = {self.static_batch}")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
+from edgessl.config import MAX_BATCH, Range, check_fields
 from edgessl.errors import ConfigError, unknown_choice
 from edgessl.export.schemes import QuantizeConfig
 
@@ -46,18 +48,23 @@ class ExportConfig:
         force: overwrite an existing output folder.
     """
 
+    FIELD_LABEL = "--"  # messages name fields as the flags of edgessl export
+
     format: str = "onnx"
     precision: str = "fp32"
     output: str | None = None
     calib: str | None = None
-    calib_size: int = 300
+    calib_size: Annotated[int, Range(ge=1, le=100_000, note="images")] = 300
     quant: QuantizeConfig = QuantizeConfig()
     embed_preprocessing: bool = False
-    static_batch: int | None = None
+    static_batch: Annotated[int | None, Range(ge=1, le=MAX_BATCH)] = None
     simplify: bool = False
     data: str | None = None
     out: str | None = None
     force: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -85,10 +92,6 @@ def _check_config(config: ExportConfig):
     fmt = FORMATS.get(config.format)
     if config.precision not in fmt.precisions:
         raise unknown_choice(f"{fmt.name} precision", config.precision, fmt.precisions)
-    if config.calib_size < 1:
-        raise ConfigError(f"--calib-size must be ≥ 1, got {config.calib_size}")
-    if config.static_batch is not None and config.static_batch < 1:
-        raise ConfigError(f"--static-batch must be ≥ 1, got {config.static_batch}")
     if config.precision == "int8":
         check_quantize_config(config.quant, fmt.quantizer_for(config.quant))
     elif config.quant != QuantizeConfig():
@@ -154,25 +157,30 @@ def export_model(checkpoint: str | Path, config: ExportConfig = ExportConfig()) 
     Raises:
         ConfigError: unknown format, precision, output or scheme (with the valid choices).
         CheckpointError: not a checkpoint, or a classifier output of a backbone checkpoint.
-        OutputExistsError: the output folder exists and ``config.force`` is False.
+        OutputExistsError: the output folder exists and ``config.force`` is False, or another
+            run is writing it.
+        ConfigError: the output folder is, holds or lies inside the checkpoint or a data folder.
         DataError: no calibration or validation images.
+        EdgesslError: PyTorch or the artifact gives NaN or infinite outputs.
         EdgesslError: ``quant.max_drop`` cannot be met.
     """
     from edgessl.checkpoint import read_card
     from edgessl.export.targets import default_output, export_module
-    from edgessl.io import atomic_dir, write_json
+    from edgessl.io import atomic_dir, check_outputs, write_json
     from edgessl.models import load_model
 
     fmt = _check_config(config)
     checkpoint = Path(checkpoint)
     card = read_card(checkpoint)
+    out = Path(config.out) if config.out else default_out(checkpoint, fmt.name, config.precision)
+    check_outputs({"--out": out}, {"MODEL": checkpoint, "--calib": config.calib,
+                                   "--data": config.data}, force=config.force)
     output = config.output or default_output(card.kind)
     if config.quant.max_drop is not None and output in ("embedding", "embedding-l2"):
         raise ConfigError("--max-drop needs class scores to measure top-1; export "
                           "--output logits or probabilities, or drop --max-drop")
     model, card = load_model(checkpoint)
     module, task = export_module(model, card.kind, output, str(checkpoint))
-    out = Path(config.out) if config.out else default_out(checkpoint, fmt.name, config.precision)
     meta = _meta(card, checkpoint, fmt, config, output, task)
     with atomic_dir(out, force=config.force) as tmp:
         written = fmt.export(_request(module, meta, tmp, card, config))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgessl.errors import EdgesslError
+from edgessl.io import disk_errors
 
 if TYPE_CHECKING:
     from edgessl.export.formats import ExportOutput, ExportRequest
@@ -39,7 +40,7 @@ def export_openvino(request: ExportRequest) -> ExportOutput:
 
     meta = request.meta
     ov_model = torch_to_openvino(request.model, meta.image_size, meta.output.removesuffix("-l2"))
-    fp32_size = _fp32_size_mib(ov_model)
+    fp32_size = _fp32_size_mib(ov_model, request.out_dir)
     details: dict = {}
     if request.precision == "int8":
         from edgessl.export.accuracy_control import kept_in_float_openvino
@@ -57,17 +58,23 @@ def export_openvino(request: ExportRequest) -> ExportOutput:
     meta = dataclasses.replace(meta, extra={**(meta.extra or {}), **extra})
     ov_model.set_rt_info(meta.to_json(), META_KEY)
     out = request.out_dir / f"{request.stem}.xml"
-    ov.save_model(ov_model, str(out), compress_to_fp16=request.precision == "fp16")
+    with disk_errors(out):  # OpenVINO says "basic_ios::clear" for a full disk
+        ov.save_model(ov_model, str(out), compress_to_fp16=request.precision == "fp16")
     return ExportOutput(out, fp32_size, {**details, "scheme_details": extra})
 
 
-def _fp32_size_mib(ov_model) -> float:
-    """Size of the model saved as an fp32 IR (the reference of the compression ratio)."""
+def _fp32_size_mib(ov_model, out_dir: Path) -> float:
+    """Size of the model saved as an fp32 IR (the reference of the compression ratio).
+
+    Saved in the output's temporary folder, not the system's: a full disk there is the
+    output's, reported as such, and whatever happens the folder is removed with the output.
+    """
     import openvino as ov
 
-    with tempfile.TemporaryDirectory(prefix="edgessl-fp32-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=".fp32-", dir=out_dir) as tmp:
         xml = Path(tmp) / "fp32.xml"
-        ov.save_model(ov_model, str(xml), compress_to_fp16=False)
+        with disk_errors(xml):
+            ov.save_model(ov_model, str(xml), compress_to_fp16=False)
         return (xml.stat().st_size + xml.with_suffix(".bin").stat().st_size) / 2**20
 
 

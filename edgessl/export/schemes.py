@@ -12,9 +12,12 @@ weights where the CPU has VNNI (most accurate, fastest) and 7-bit weights where 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Annotated
 
-from edgessl.errors import ConfigError, unknown_choice
+from edgessl.config import FieldError, Range, check_fields
+from edgessl.errors import ConfigError, printable, unknown_choice
 
 # ONNX Runtime quantize_static schemes: activation type, weight type, 7-bit weights.
 ORT_SCHEMES = {
@@ -52,6 +55,8 @@ class QuantizeConfig:
             point) on the labeled validation data; None = plain post-training quantization.
     """
 
+    FIELD_LABEL = "--"  # messages name fields as the flags of edgessl export
+
     scheme: str = "auto"
     target_isa: str = "host"
     per_channel: bool = True
@@ -60,7 +65,19 @@ class QuantizeConfig:
     bias_correction: bool | None = None
     model_type: str = "auto"
     ignored: tuple[str, ...] = ()
-    max_drop: float | None = None
+    max_drop: Annotated[float | None, Range(gt=-1, lt=1, note="a fraction of top-1: 0.01 = "
+                                                              "1 point")] = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        for pattern in self.ignored:
+            try:
+                re.compile(pattern)
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise FieldError("ignored", f"takes regular expressions of layer names; "
+                                            f"'{printable(pattern)}' is not one ({exc}); escape "
+                                            "special characters such as [ ( . * with \\",
+                                 "--ignore") from None
 
 
 @dataclass(frozen=True)
@@ -81,9 +98,6 @@ def check_quantize_config(quant: QuantizeConfig, quantizer: str) -> None:
     if quant.scheme != "auto" and quant.scheme not in schemes:
         raise unknown_choice(f"{_quantizer_name(quantizer)} scheme", quant.scheme,
                              ["auto", *schemes])
-    if quant.max_drop is not None and not -1 < quant.max_drop < 1:
-        raise ConfigError(f"--max-drop is a fraction of top-1 (0.01 = 1 point), got "
-                          f"{quant.max_drop}")
     if quantizer == "ort":
         if quant.calib_method is not None and quant.calib_method not in CALIB_METHODS:
             raise unknown_choice("--calib-method", quant.calib_method, CALIB_METHODS)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.checkpoint import ModelCard
-from edgessl.errors import DataError
+from edgessl.errors import CheckpointError, DataError
+from edgessl.io import require_finite
 
 log = logging.getLogger("edgessl")
 
@@ -73,11 +74,16 @@ def _outputs(run, paths: list[Path], card: ModelCard, raw: bool, batch_size: int
     out = []
     for i in range(0, len(paths), batch_size):
         pixels = raw_batch(paths[i:i + batch_size], card.image_size)
+        n = len(pixels)
+        # The last batch is padded with copies of its last image: an artifact exported with
+        # --static-batch takes batches of exactly that size (the copies' outputs are dropped).
+        pixels = np.concatenate([pixels, np.repeat(pixels[-1:], batch_size - n, axis=0)])
         if raw:
-            out.append(run(pixels))
+            out.append(run(pixels)[:n])
         else:
-            x = (pixels.astype(np.float32) / 255.0 - mean) / std
-            out.append(run(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+            with np.errstate(all="ignore"):  # a zero std gives inf: caught in the outputs
+                x = (pixels.astype(np.float32) / 255.0 - mean) / std
+            out.append(run(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))[:n])
     return np.concatenate(out).astype(np.float64)
 
 
@@ -131,6 +137,10 @@ def validate_artifact(loaded, model, card: ModelCard, data: str | Path | None = 
         class); ``top1_drop_points`` (PyTorch minus artifact, percentage points);
         ``size_mib``; ``load_seconds``; ``execution`` (runtime, device, provider, version);
         ``top1_method``.
+
+    Raises:
+        CheckpointError: PyTorch's outputs hold NaN or infinity (the checkpoint is broken).
+        EdgesslError: the artifact's outputs do, where PyTorch's do not.
     """
     import torch
 
@@ -143,7 +153,14 @@ def validate_artifact(loaded, model, card: ModelCard, data: str | Path | None = 
             return model(torch.from_numpy(batch)).float().numpy()
 
     ref = _outputs(run_torch, paths, card, False, BATCH_SIZE)
+    require_finite(ref, f"PyTorch's outputs for the checkpoint on {len(paths)} val images",
+                   "the checkpoint is broken (NaN weights, or a mean/std in its card that "
+                   "makes the inputs infinite): fix or re-train it before exporting",
+                   CheckpointError)
     got = _outputs(loaded.run, paths, card, meta.raw_input, batch_size)
+    require_finite(got, f"the exported artifact's outputs on {len(paths)} val images",
+                   "PyTorch's are finite, so the conversion broke them: try another "
+                   "--precision or --format, and please report it with --debug output")
     diff = np.abs(got - ref)
     norms = np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1)
     cosine = np.sum(got * ref, axis=1) / np.maximum(norms, 1e-12)

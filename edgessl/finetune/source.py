@@ -6,6 +6,7 @@ from existing weights), so ``--backbone``/``--weights``/``--weights-key`` mean t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from edgessl.backbones.weights import LoadReport
 from edgessl.checkpoint import IMAGENET_MEAN, IMAGENET_STD, is_checkpoint
 from edgessl.errors import CheckpointError, ConfigError, printable, unknown_choice
 
+log = logging.getLogger("edgessl")
+
 
 @dataclass
 class BackboneSource:
@@ -21,11 +24,12 @@ class BackboneSource:
 
     Attributes:
         backbone: the module (weights loaded).
-        method: "scratch", "timm-pretrained", "weights-file" or the SSL method of the
+        method: "scratch", "pretrained", "timm-pretrained", "weights-file" or the SSL method of the
             checkpoint.
         mean, std: normalisation the backbone was trained with.
         source: checkpoint path, weights file or hub name, None for scratch.
         report: what a weights file matched (None unless one was loaded).
+        pretrained: the pretrained start the weights descend from (its ``record()``), or None.
     """
 
     backbone: Backbone
@@ -34,6 +38,7 @@ class BackboneSource:
     std: tuple[float, ...]
     source: str | None
     report: LoadReport | None = None
+    pretrained: dict | None = None
 
 
 def _from_checkpoint(path: Path, image_size: int | None) -> BackboneSource:
@@ -44,7 +49,28 @@ def _from_checkpoint(path: Path, image_size: int | None) -> BackboneSource:
         raise CheckpointError(f"checkpoint '{path}' was trained at {card.image_size} px but "
                               f"--image-size {image_size} was given; omit --image-size")
     backbone = model.backbone if isinstance(model, Classifier) else model
-    return BackboneSource(backbone, card.method, card.mean, card.std, str(path.resolve()))
+    return BackboneSource(backbone, card.method, card.mean, card.std, str(path.resolve()),
+                          pretrained=card.pretrained)
+
+
+def _from_pretrained(name: str, image_size: int | None) -> BackboneSource:
+    """A registered pretrained start (``edgessl.backbones.pretrained``), verified and loaded.
+
+    The architecture is kept exactly as the weights were trained (no small-image stem): the
+    images are resized to ``image_size`` instead, by default the start's ``default_size``.
+    """
+    from edgessl.backbones.factory import create_timm_model
+    from edgessl.backbones.pretrained import PRETRAINED, default_size, load_pretrained_into
+
+    start = PRETRAINED.get(name)
+    size = image_size or default_size(start)
+    spec = BackboneSpec(name=start.arch, image_size=size, small_stem=False)
+    model = create_timm_model(start.arch, size, pretrained=False)
+    loaded = load_pretrained_into(model, start)
+    log.info("starting from pretrained %s v%s (%s, %s): %d tensors, checked", start.name,
+             start.version, start.trained_on.split(" (")[0], start.licence, loaded)
+    return BackboneSource(Backbone(model, spec), "pretrained", start.mean, start.std,
+                          f"pretrained:{start.name}", pretrained=start.record())
 
 
 def _normalisation(backbone: Backbone) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -113,14 +139,14 @@ def _from_timm_hub(name: str, image_size: int) -> BackboneSource:
             "once with network access (or copy them into that cache), pass a local copy with "
             f"--backbone timm:{name} --weights FILE, or use 'scratch:{name}' for random "
             "initialisation") from None
-    from edgessl.backbones.factory import apply_small_image_stem
+    from edgessl.backbones.factory import timm_backbone
 
-    if spec.small_stem:
-        apply_small_image_stem(model)
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     mean = tuple(cfg.get("mean", IMAGENET_MEAN))
     std = tuple(cfg.get("std", IMAGENET_STD))
-    return BackboneSource(Backbone(model, spec), "timm-pretrained", mean, std, f"timm:{name}")
+    # the small-image stem where the model can take it; the spec says whether it did
+    return BackboneSource(timm_backbone(model, spec), "timm-pretrained", mean, std,
+                          f"timm:{name}")
 
 
 def _check_flags(text: str, kind: str, weights: str | None, key: str | None) -> None:
@@ -136,6 +162,10 @@ def _check_flags(text: str, kind: str, weights: str | None, key: str | None) -> 
     if weights is not None and kind == "scratch":
         raise ConfigError(f"--backbone '{text}' means random weights, so --weights does not "
                           "apply; pass --backbone NAME (e.g. timm:resnet18) with --weights FILE")
+    if weights is not None and kind == "pretrained":
+        raise ConfigError(f"--backbone '{text}' is a pretrained start with weights of its own; "
+                          "drop --weights, or pass its architecture as --backbone timm:NAME "
+                          "with --weights FILE")
     if key is not None and weights is None and kind != "file":
         raise ConfigError("--weights-key picks part of a weights file; pass --weights FILE "
                           "(or a weights file as --backbone)")
@@ -147,7 +177,8 @@ def resolve_backbone(text: str, image_size: int | None, arch: str,
     """Turn ``--backbone`` (with ``--weights``/``--weights-key``) into a backbone.
 
     Args:
-        text: a checkpoint folder; a weights file for ``arch`` (.safetensors, or .pt/.pth/.th
+        text: a checkpoint folder; a pretrained start (``edgessl.backbones.PRETRAINED``, e.g.
+            ``efficientnet_lite0.in1k``); a weights file for ``arch`` (.safetensors, or .pt/.pth/.th
             holding tensors only); ``scratch`` (random ``arch``) or ``scratch:NAME``; or an
             architecture (``timm:NAME``, a timm name, or an edgessl backbone name) that gets
             ``weights`` when given and timm's hub weights otherwise.
@@ -176,6 +207,11 @@ def resolve_backbone(text: str, image_size: int | None, arch: str,
         raise CheckpointError(f"'{printable(text)}' is not an edgessl checkpoint (no "
                               "card.json); pass a folder made by edgessl pretrain, a timm name, "
                               "or 'scratch'")
+    from edgessl.backbones.pretrained import PRETRAINED
+
+    if text.removeprefix("pretrained:") in PRETRAINED:
+        _check_flags(text, "pretrained", weights, weights_key)
+        return _from_pretrained(text.removeprefix("pretrained:"), image_size)
     size = image_size or 32
     if text == "scratch" or text.startswith("scratch:"):
         _check_flags(text, "scratch", weights, weights_key)

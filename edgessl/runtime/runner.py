@@ -16,10 +16,24 @@ import json
 import sys
 from pathlib import Path
 
-from edgessl.errors import ConfigError, EdgesslError, unknown_choice
+from edgessl.config import MAX_BATCH, MAX_RUNS, Range, check_value
+from edgessl.errors import ConfigError, EdgesslError, printable, unknown_choice
+from edgessl.limits import MAX_CLASSES
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "edgessl-bundle/1"
+# The runner's numeric options, checked as edgessl's own flags are (edgessl.config.Range).
+OPTION_RANGES = {"top_k": Range(ge=1, le=MAX_CLASSES), "batch_size": Range(ge=1, le=MAX_BATCH),
+                 "warmup": Range(ge=0, le=MAX_RUNS), "iterations": Range(ge=1, le=MAX_RUNS),
+                 "min_agreement": Range(ge=0, le=1, note="a fraction")}
+
+
+def check_options(args) -> None:
+    """FieldError naming the option (``--top-k``) for a number outside its range."""
+    for name, rng in OPTION_RANGES.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            check_value(name, value, rng, "--" + name.replace("_", "-"))
 
 
 def read_bundle(folder: Path) -> dict:
@@ -30,9 +44,29 @@ def read_bundle(folder: Path) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read '{path}' ({exc}); run this script from an unpacked "
                           "edgessl deploy bundle") from None
-    if bundle.get("format") != BUNDLE_FORMAT:
+    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise ConfigError(f"'{path}' is not an {BUNDLE_FORMAT} bundle; rebuild it with "
                           "edgessl deploy")
+    models = bundle.get("models")
+    if not isinstance(models, list) or not models or not all(
+            isinstance(m, dict) and isinstance(m.get("name"), str)
+            and isinstance(m.get("path"), str) for m in models):
+        raise ConfigError(f"'{path}': key 'models' must list the bundle's models as tables "
+                          "with a 'name' and a 'path'; the bundle is damaged: rebuild it with "
+                          "edgessl deploy")
+    for key, kind in (("device", str), ("profile", dict), ("smoke", dict)):
+        if key in bundle and not isinstance(bundle[key], kind):
+            raise ConfigError(f"'{path}': key '{key}' must be {kind.__name__}, got "
+                              f"{type(bundle[key]).__name__}; the bundle is damaged: rebuild "
+                              "it with edgessl deploy")
+    sizes = bundle.get("profile", {}).get("batch_sizes")
+    if sizes is not None:
+        where = f"'{path}': key 'profile.batch_sizes'"
+        if not isinstance(sizes, list) or not all(
+                isinstance(b, int) and not isinstance(b, bool) for b in sizes):
+            raise ConfigError(f"{where} must be a list of integers; the bundle is damaged: "
+                              "rebuild it with edgessl deploy")
+        check_value("batch_sizes", sizes, OPTION_RANGES["batch_size"], where)
     return bundle
 
 
@@ -79,9 +113,9 @@ def cmd_predict(folder: Path, bundle: dict, args) -> int:
             if args.json:
                 results.append(p.to_dict())
             elif p.embedding is not None:
-                print(f"{p.source}\tembedding[{p.embedding.size}]")
+                _print(f"{p.source}\tembedding[{p.embedding.size}]")
             else:
-                print(f"{p.source}\t" + "\t".join(f"{lb} {s:.3f}" for lb, s in p.top_k))
+                _print(f"{p.source}\t" + "\t".join(f"{lb} {s:.3f}" for lb, s in p.top_k))
     if args.json:
         _write_json(args.json, {"model": entry["name"], "predictions": results})
     return 0
@@ -109,7 +143,7 @@ def cmd_benchmark(folder: Path, bundle: dict, args) -> int:
         _write_json(args.json, {"host": device_stamp(), "bundle": bundle.get("name"),
                                 "results": results})
     if args.json != "-":
-        print(_table(results))
+        _print(_table(results))
     return 0
 
 
@@ -127,7 +161,7 @@ def cmd_smoke(folder: Path, bundle: dict, args) -> int:
         agreement = same / len(files)
         ok = agreement >= args.min_agreement
         failed |= not ok
-        print(f"{entry['name']}: {same}/{len(files)} smoke images agree with the host "
+        _print(f"{entry['name']}: {same}/{len(files)} smoke images agree with the host "
               f"({agreement:.0%}) on {model.execution.provider}: {'ok' if ok else 'FAILED'}")
     return 1 if failed else 0
 
@@ -139,6 +173,12 @@ def cmd_info(folder: Path, bundle: dict, args) -> int:
                       "device": bundle["device"], "models": [m["name"] for m in bundle["models"]],
                       "this_device": device_stamp()}, indent=2))
     return 0
+
+
+def _print(text: str, file=None) -> None:
+    """``print`` with control characters escaped (tabs and newlines kept): labels, file and
+    model names come from files that may hold terminal escape sequences."""
+    print(printable(text, lines=True), file=file or sys.stdout)
 
 
 def _write_json(target: str, data: dict) -> None:
@@ -197,7 +237,8 @@ def main(argv: list[str] | None = None, bundle_dir: str | Path = ".") -> int:
     args = parser().parse_args(argv)
     folder = Path(bundle_dir)
     try:
+        check_options(args)
         return COMMANDS[args.command](folder, read_bundle(folder), args)
     except EdgesslError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print(f"error: {printable(exc)}", file=sys.stderr)
         return 2

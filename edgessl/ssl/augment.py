@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
-from edgessl.errors import ConfigError
+from edgessl.config import Range, check_fields
 
 
 @dataclass(frozen=True)
@@ -44,29 +45,25 @@ class AugmentConfig:
             (0.05, 0.4)); the global views use ``crop_scale``.
     """
 
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-    jitter: float = 0.5
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.2
-    blur_p: float = 0.5
-    rotate: float = 0.0
-    local_crops: int = 0
-    local_size: float = 0.4375
-    local_crop_scale: tuple[float, float] = (0.05, 0.4)
+    FIELD_LABEL = "augment "  # no flags of its own: --aug KEY=VALUE and [augment] keys
+
+    crop_scale: Annotated[tuple[float, float], Range(gt=0, le=1, ordered=True)] = (0.2, 1.0)
+    crop_ratio: Annotated[tuple[float, float], Range(gt=0, le=10, ordered=True)] = (3 / 4, 4 / 3)
+    hflip: Annotated[float, Range(ge=0, le=1, note="a probability")] = 0.5
+    # Brightness, contrast and saturation factors are 1 ± 0.8 s: above 1.25 they go negative.
+    jitter: Annotated[float, Range(ge=0, le=1.25)] = 0.5
+    jitter_p: Annotated[float, Range(ge=0, le=1, note="a probability")] = 0.8
+    grayscale_p: Annotated[float, Range(ge=0, le=1, note="a probability")] = 0.2
+    blur_p: Annotated[float, Range(ge=0, le=1, note="a probability")] = 0.5
+    rotate: Annotated[float, Range(ge=0, le=180, note="degrees")] = 0.0
+    local_crops: Annotated[int, Range(ge=0, le=32, note="0 = no multi-crop")] = 0
+    local_size: Annotated[float, Range(gt=0, le=1, note="DINO: 0.4375 = 96/224")] = 0.4375
+    local_crop_scale: Annotated[tuple[float, float],
+                                Range(gt=0, le=1, ordered=True, note="DINO: (0.05, 0.4)")
+                                ] = (0.05, 0.4)
 
     def __post_init__(self) -> None:
-        if self.local_crops < 0:
-            raise ConfigError(f"local_crops must be ≥ 0 (0 = no multi-crop), got "
-                              f"{self.local_crops}")
-        if not 0 < self.local_size <= 1:
-            raise ConfigError(f"local_size is a fraction of the image side in (0, 1] "
-                              f"(DINO: 0.4375 = 96/224), got {self.local_size}")
-        low, high = self.local_crop_scale
-        if not 0 < low <= high <= 1:
-            raise ConfigError(f"local_crop_scale must be (low, high) with 0 < low ≤ high ≤ 1 "
-                              f"(DINO: (0.05, 0.4)), got {self.local_crop_scale}")
+        check_fields(self)
 
 
 def local_view_size(size: int, fraction: float) -> int:

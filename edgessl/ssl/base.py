@@ -7,7 +7,6 @@ import math
 import torch
 from torch import nn
 
-from edgessl.errors import ConfigError
 from edgessl.ssl.augment import AugmentConfig
 
 
@@ -25,6 +24,11 @@ class SSLMethod(nn.Module):
             SGD and the backbone is a ViT (ViTs train poorly with SGD: VICReg on vit_tiny
             reached NaN within 6 steps with SGD in bf16).
         needs_vit: True when only timm VisionTransformer backbones work (MAE).
+        min_batch: fewest images a step (each process's share of it) can take. 2 for every
+            method: contrastive losses need another image to compare with, VICReg's
+            variance and batch norm (in the heads and most backbones) need two or more, and
+            with one image the loss is 0 or NaN without any error. Pretraining refuses
+            smaller batches and folders before it starts.
         forward(views) -> (loss, features): the loss of one batch; ``views`` is a list of
             normalised float tensors [N, 3, h, w] (global views first, then local crops);
             ``features`` are the backbone's pooled features [N, D] of the first view, detached
@@ -47,6 +51,7 @@ class SSLMethod(nn.Module):
     lr = 0.5
     vit_lr = 5e-4
     needs_vit = False
+    min_batch = 2
     ddp_find_unused_parameters = False  # True when some steps leave parameters without grad
 
     def __init__(self, backbone: nn.Module) -> None:
@@ -57,23 +62,18 @@ class SSLMethod(nn.Module):
         """Same as calling the module (kept for callers that do not go through DDP)."""
         return self(views)
 
+    def chance_loss(self, batch_size: int) -> float | None:
+        """The loss of a backbone that has learned nothing, at a global batch of
+        ``batch_size`` (contrastive losses: the log of the number of candidates); None where
+        the loss has no such level (BYOL, VICReg, DINO, MAE)."""
+        return None
+
     def after_step(self, progress: float) -> None:
         """Momentum/teacher updates; nothing for methods without a target network."""
 
     def export_backbone(self) -> nn.Module:
         """The backbone that is saved and evaluated (DINO keeps its teacher's)."""
         return self.backbone
-
-
-def check_fields(method: str, config, names: tuple[str, ...], ok, rule: str) -> None:
-    """ConfigError "<method> <name> must be <rule>, got <value>" for the first field failing ``ok``.
-
-    Used by the methods' frozen configs in ``__post_init__``.
-    """
-    for name in names:
-        value = getattr(config, name)
-        if not ok(value):
-            raise ConfigError(f"{method} {name} must be {rule}, got {value}")
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2, last_bn: bool = False,

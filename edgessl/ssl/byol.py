@@ -13,12 +13,14 @@ momentum rises from ``base_momentum`` to 1 on a half cosine. Only the online bac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgessl.ssl.base import BYOL_AUGMENT, MomentumMethod, check_fields, mlp
+from edgessl.config import MAX_WIDTH, Range, check_fields
+from edgessl.ssl.base import BYOL_AUGMENT, MomentumMethod, mlp
 
 
 @dataclass(frozen=True)
@@ -33,14 +35,15 @@ class BYOLConfig:
         pred_hidden: hidden width of the 2-layer predictor (paper: 4096).
     """
 
-    base_momentum: float = 0.99
-    proj_hidden: int = 1024
-    proj_dim: int = 256
-    pred_hidden: int = 1024
+    FIELD_LABEL = "byol "
+
+    base_momentum: Annotated[float, Range(ge=0, le=1, note="typically 0.99-0.996")] = 0.99
+    proj_hidden: Annotated[int, Range(ge=1, le=MAX_WIDTH)] = 1024
+    proj_dim: Annotated[int, Range(ge=1, le=MAX_WIDTH)] = 256
+    pred_hidden: Annotated[int, Range(ge=1, le=MAX_WIDTH)] = 1024
 
     def __post_init__(self) -> None:
-        check_fields("byol", self, ("base_momentum",), lambda v: 0.0 <= v <= 1.0,
-                     "in [0, 1] (typically 0.99-0.996)")
+        check_fields(self)
 
 
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgessl.config import MAX_WIDTH, Range, check_fields
 from edgessl.errors import ConfigError
 from edgessl.ssl.augment import AugmentConfig
-from edgessl.ssl.base import SSLMethod, check_fields, cosine_momentum, ema_update, frozen_copy
+from edgessl.ssl.base import SSLMethod, cosine_momentum, ema_update, frozen_copy
 from edgessl.ssl.distributed import all_reduce_mean
 
 
@@ -50,23 +52,21 @@ class DINOConfig:
             (paper: the first epoch of 100), which stabilises the start.
     """
 
-    out_dim: int = 4096
-    hidden_dim: int = 0
-    bottleneck_dim: int = 256
-    student_temp: float = 0.1
-    teacher_temp: float = 0.07
-    teacher_temp_start: float = 0.04
-    teacher_temp_warmup: float = 0.3
-    center_momentum: float = 0.9
-    base_momentum: float = 0.996
-    freeze_last_layer: float = 0.01
+    FIELD_LABEL = "dino "
+
+    out_dim: Annotated[int, Range(ge=1, le=MAX_WIDTH)] = 4096
+    hidden_dim: Annotated[int, Range(ge=0, le=MAX_WIDTH, note="0 = automatic")] = 0
+    bottleneck_dim: Annotated[int, Range(ge=1, le=MAX_WIDTH)] = 256
+    student_temp: Annotated[float, Range(gt=0, le=10)] = 0.1
+    teacher_temp: Annotated[float, Range(gt=0, le=10)] = 0.07
+    teacher_temp_start: Annotated[float, Range(gt=0, le=10)] = 0.04
+    teacher_temp_warmup: Annotated[float, Range(ge=0, le=1, note="a fraction of training")] = 0.3
+    center_momentum: Annotated[float, Range(ge=0, le=1)] = 0.9
+    base_momentum: Annotated[float, Range(ge=0, le=1)] = 0.996
+    freeze_last_layer: Annotated[float, Range(ge=0, le=1, note="a fraction of training")] = 0.01
 
     def __post_init__(self) -> None:
-        check_fields("dino", self, ("out_dim", "bottleneck_dim"), lambda v: v >= 1, "≥ 1")
-        check_fields("dino", self, ("student_temp", "teacher_temp", "teacher_temp_start"),
-                     lambda v: v > 0, "> 0")
-        check_fields("dino", self, ("teacher_temp_warmup", "center_momentum", "base_momentum",
-                                    "freeze_last_layer"), lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
+        check_fields(self)
 
 
 class DINOHead(nn.Module):

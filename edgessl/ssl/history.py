@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 
 log = logging.getLogger("edgessl")
 
@@ -15,13 +16,17 @@ COLUMNS = ("epoch", "loss", "lr", "knn_top1", "embedding_spread", "collapsed", "
            "images_per_second")
 
 
+def _missing(value) -> bool:
+    return value is None or isinstance(value, float) and not math.isfinite(value)
+
+
 def history_csv(rows: list[dict]) -> str:
     """The rows as CSV text with a fixed header (empty cells where a value was not measured)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in COLUMNS})
+        writer.writerow({k: "" if _missing(row.get(k)) else row.get(k) for k in COLUMNS})
     return buf.getvalue()
 
 
@@ -54,11 +59,15 @@ def plot_history(rows: list[dict], title: str) -> bytes | None:
 
 
 def history_files(rows: list[dict], title: str) -> dict[str, bytes]:
-    """history.csv, history.json and history.png as file name -> bytes."""
-    import json
+    """history.csv, history.json and history.png as file name -> bytes.
 
-    files = {HISTORY_CSV: history_csv(rows).encode(),
-             HISTORY_JSON: json.dumps(rows, indent=1).encode()}
+    Both are strict: a value that is not finite (a NaN embedding spread) is an empty cell
+    and a JSON null, never a bare ``NaN`` that strict JSON parsers refuse.
+    """
+    from edgessl.io import dumps_json
+
+    files = {HISTORY_CSV: history_csv(rows).encode(),  # strict JSON: NaN is written as null
+             HISTORY_JSON: dumps_json(rows, HISTORY_JSON).encode()}
     png = plot_history(rows, title) if rows else None
     if png is not None:
         files[HISTORY_PNG] = png

@@ -14,13 +14,15 @@ normalised per patch (``norm_pix_loss``). Only the encoder (the backbone) is kep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import nn
 
+from edgessl.config import Range, check_fields
 from edgessl.errors import ConfigError
 from edgessl.ssl.augment import AugmentConfig
-from edgessl.ssl.base import SSLMethod, check_fields
+from edgessl.ssl.base import SSLMethod
 
 
 @dataclass(frozen=True)
@@ -36,17 +38,16 @@ class MAEConfig:
             paper's better-representations setting).
     """
 
-    mask_ratio: float = 0.75
-    decoder_dim: int = 128
-    decoder_depth: int = 2
-    decoder_heads: int = 4
+    FIELD_LABEL = "mae "
+
+    mask_ratio: Annotated[float, Range(ge=0, lt=1, note="paper: 0.75")] = 0.75
+    decoder_dim: Annotated[int, Range(ge=1, le=8192)] = 128
+    decoder_depth: Annotated[int, Range(ge=1, le=64)] = 2
+    decoder_heads: Annotated[int, Range(ge=1, le=256)] = 4
     norm_pix_loss: bool = True
 
     def __post_init__(self) -> None:
-        check_fields("mae", self, ("mask_ratio",), lambda v: 0.0 <= v < 1.0,
-                     "in [0, 1) (paper: 0.75)")
-        check_fields("mae", self, ("decoder_dim", "decoder_depth", "decoder_heads"),
-                     lambda v: v >= 1, "≥ 1")
+        check_fields(self)
         if self.decoder_dim % self.decoder_heads:
             raise ConfigError(f"mae decoder_dim ({self.decoder_dim}) must be divisible by "
                               f"decoder_heads ({self.decoder_heads})")

@@ -14,12 +14,14 @@ backbone is kept after pretraining.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgessl.ssl.base import BYOL_AUGMENT, MomentumMethod, check_fields, mlp
+from edgessl.config import MAX_WIDTH, Range, check_fields
+from edgessl.ssl.base import BYOL_AUGMENT, MomentumMethod, mlp
 from edgessl.ssl.distributed import gather, rank
 
 
@@ -37,16 +39,16 @@ class MoCoV3Config:
         pred_hidden: hidden width of the 2-layer predictor (paper: 4096).
     """
 
-    temperature: float = 0.2
-    base_momentum: float = 0.99
-    proj_hidden: int = 1024
-    proj_dim: int = 256
-    pred_hidden: int = 1024
+    FIELD_LABEL = "moco "
+
+    temperature: Annotated[float, Range(gt=0, le=10)] = 0.2
+    base_momentum: Annotated[float, Range(ge=0, le=1, note="typically 0.99-0.996")] = 0.99
+    proj_hidden: Annotated[int, Range(ge=1, le=MAX_WIDTH)] = 1024
+    proj_dim: Annotated[int, Range(ge=1, le=MAX_WIDTH)] = 256
+    pred_hidden: Annotated[int, Range(ge=1, le=MAX_WIDTH)] = 1024
 
     def __post_init__(self) -> None:
-        check_fields("moco", self, ("temperature",), lambda v: v > 0, "> 0")
-        check_fields("moco", self, ("base_momentum",), lambda v: 0.0 <= v <= 1.0,
-                     "in [0, 1] (typically 0.99-0.996)")
+        check_fields(self)
 
 
 def moco_contrastive_loss(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -86,6 +88,12 @@ class MoCoV3(MomentumMethod):
     # methods (0.06 at batch 128); not tuned here.
     optimizer = "sgd"
     lr = 0.12
+
+    def chance_loss(self, batch_size: int) -> float:
+        """Two InfoNCE terms over N keys, each scaled by 2 tau: 4 tau log N when uniform."""
+        import math
+
+        return 4 * self.config.temperature * math.log(batch_size)
 
     def __init__(self, backbone: nn.Module, config: MoCoV3Config = MoCoV3Config()) -> None:
         super().__init__(backbone)

@@ -35,8 +35,19 @@ def embedding_spread(features: torch.Tensor) -> float:
 
 
 def warn_if_collapsed(spread: float, epoch: int, threshold: float = COLLAPSE_THRESHOLD) -> bool:
-    """Log a loud warning when the spread is below ``threshold``; returns whether it was."""
-    if not spread < threshold:  # NaN (batch of one) is not a collapse
+    """Log a loud warning when the spread is below ``threshold`` or not finite; returns
+    whether it was.
+
+    A spread that is NaN or infinite (features that are, or a batch of one) is a collapse:
+    a metric that cannot be measured is never reported as healthy.
+    """
+    if not math.isfinite(spread):
+        log.warning("COLLAPSE WARNING at epoch %d: the embeddings' spread is %s, not a number "
+                    "(the features are not finite, or a batch held one image): the backbone "
+                    "is unusable. Lower --lr, set --grad-clip or use a batch of two or more "
+                    "images", epoch, spread)
+        return True
+    if spread >= threshold:
         return False
     log.warning("COLLAPSE WARNING at epoch %d: the embeddings' spread is %.3f (below %.2f; "
                 "healthy is near 1, collapsed is 0): the backbone maps all images to nearly "
@@ -44,6 +55,60 @@ def warn_if_collapsed(spread: float, epoch: int, threshold: float = COLLAPSE_THR
                 "augmentations; a collapsed backbone is useless for fine-tuning",
                 epoch, spread, threshold)
     return True
+
+
+# A run "cannot learn" when, past LEARNING_CHECK_FROM of its epochs, the loss is within
+# CHANCE_MARGIN of the chance level (contrastive methods), has fallen less than MIN_LOSS_DROP
+# from its first epoch (any method), or the kNN top-1 is under KNN_CHANCE_FACTOR x chance.
+LEARNING_CHECK_FROM = 0.5
+CHANCE_MARGIN = 0.03
+MIN_LOSS_DROP = 0.02
+KNN_CHANCE_FACTOR = 1.25
+NOT_LEARNING_ADVICE = (
+    "the backbone is not learning: give it more steps (more --epochs or --budget; a smaller "
+    "--batch-size gives more steps per epoch), check --lr, weaken the augmentations "
+    "(--aug crop_scale=0.3,1), or start from pretrained weights (--backbone "
+    "efficientnet_lite0.in1k)")
+
+
+def not_learning(history: list[dict], epochs: int, chance_loss: float | None,
+                 classes: int | None) -> str | None:
+    """Why a run looks unable to learn, or None; judged once half the epochs (and at least
+    two) are done.
+
+    Args:
+        history: the rows so far (``loss``, ``knn_top1`` in %), the last one the newest.
+        epochs: the run's planned epochs.
+        chance_loss: the method's loss when nothing is learned, or None.
+        classes: classes of the kNN data, or None without kNN.
+    """
+    if len(history) < max(2, math.ceil(LEARNING_CHECK_FROM * epochs)):
+        return None  # a run of one epoch, or too early in a longer one, is not judged
+    last, first = history[-1], history[0]
+    loss = last.get("loss")
+    if loss is None or not math.isfinite(loss):
+        return None
+    if chance_loss is not None and loss >= (1 - CHANCE_MARGIN) * chance_loss:
+        return (f"the loss {loss:.3f} is still at chance level ({chance_loss:.3f}) after "
+                f"{last['epoch']} of {epochs} epochs")
+    if len(history) > 1 and loss > (1 - MIN_LOSS_DROP) * first["loss"]:
+        return (f"the loss has not moved ({first['loss']:.3f} at epoch 1, {loss:.3f} at epoch "
+                f"{last['epoch']} of {epochs})")
+    knn = last.get("knn_top1")
+    if knn is not None and classes and knn <= KNN_CHANCE_FACTOR * 100 / classes:
+        return (f"the kNN top-1 {knn:.1f}% is at chance ({100 / classes:.1f}% for {classes} "
+                f"classes) after {last['epoch']} of {epochs} epochs")
+    return None
+
+
+def warn_if_not_learning(history: list[dict], epochs: int, chance_loss: float | None,
+                         classes: int | None, warned: bool) -> bool:
+    """Log ``NOT LEARNING WARNING`` (once a run) when ``not_learning`` finds a reason;
+    returns whether the newest epoch looks unable to learn."""
+    reason = not_learning(history, epochs, chance_loss, classes)
+    if reason is not None and not warned:
+        log.warning("NOT LEARNING WARNING: %s; %s", reason, NOT_LEARNING_ADVICE)
+    return reason is not None
 
 
 @dataclass(frozen=True)

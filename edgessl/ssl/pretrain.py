@@ -2,28 +2,64 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import torch
 
 from edgessl.backbones import BackboneSpec, create_backbone
 from edgessl.checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelCard, read_card
+from edgessl.config import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_LR,
+    MAX_SEED,
+    MIN_TRAIN_SIDE,
+    Range,
+    check_fields,
+)
 from edgessl.data.images import find_images, require_dir
 from edgessl.data.labeled import fingerprint
 from edgessl.data.tensors import ImageDataset
 from edgessl.errors import CheckpointError, ConfigError, Interrupted, OutputExistsError
-from edgessl.io import check_output_path
+from edgessl.io import check_outputs, output_lock
+from edgessl.limits import MAX_IMAGE_SIDE
 from edgessl.models import load_train_state, save_model
 from edgessl.ssl import METHODS
 from edgessl.ssl.augment import AugmentConfig, BatchViews
 from edgessl.ssl.ddp import Distributed, resolve_device
 from edgessl.ssl.history import history_files
-from edgessl.ssl.monitor import KnnData, embedding_spread, knn_accuracy, warn_if_collapsed
-from edgessl.ssl.optim import OPTIMIZERS, build_optimizer, scaled_lr
+from edgessl.ssl.monitor import (
+    KnnData,
+    embedding_spread,
+    knn_accuracy,
+    warn_if_collapsed,
+    warn_if_not_learning,
+)
+from edgessl.ssl.optim import DEFAULT_WEIGHT_DECAY, OPTIMIZERS, build_optimizer, scaled_lr
+from edgessl.ssl.plan import (
+    CONTINUE_FREEZE,
+    CONTINUE_LR_FACTOR,
+    choose_batch,
+    epochs_for_budget,
+    freeze_early,
+    parse_budget,
+    time_steps,
+    warmup_steps,
+)
+from edgessl.ssl.preflight import (
+    diverged,
+    finite_weights,
+    require_batch,
+    require_image_size,
+    require_same_run,
+)
 from edgessl.ssl.recipe import build_augment, build_method_config
 from edgessl.training import (
     GracefulStop,
@@ -37,6 +73,7 @@ from edgessl.training import (
 log = logging.getLogger("edgessl")
 
 PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_EPOCHS = 30
 
 
 @dataclass(frozen=True)
@@ -51,13 +88,24 @@ class PretrainConfig:
         weights, weights_key: an external weights file (.safetensors, or .pt/.pth read with
             weights_only) for ``backbone``, and which part of it to load.
         image_size: training resolution in pixels; ≤ 64 selects the small-image stem.
-        epochs, batch_size: length of training and images per step (global under DDP).
+        epochs: passes over the data; None = 30, or with ``budget`` as many as fit (given
+            with ``budget``, the most there may be).
+        batch_size: images per step (global under DDP); None = 256, halved while an epoch
+            would have fewer than 16 steps (not below 32; see ``edgessl.ssl.plan``).
+        budget: a time budget ("20m", "1.5h"): the epochs that fit it are picked from a
+            measured step time (at most ``epochs``).
         optimizer: "sgd" or "adamw"; None = the method's default (AdamW for ViT backbones).
-        lr: peak learning rate; None = the method's base LR scaled by batch_size / 256.
+        lr: peak learning rate; None = the method's base LR scaled by the batch used / 256,
+            times 0.1 when continuing from pretrained weights.
+        freeze: share of the backbone's parameter tensors, earliest first, kept frozen; None =
+            0.25 when continuing from pretrained weights (a pretrained start, a checkpoint or
+            ``weights``), else 0.
         weight_decay: None = 1e-4 for SGD, 0.05 for AdamW; never on norms and biases.
-        warmup_epochs: linear warm-up before the cosine decay.
+        warmup_epochs: linear warm-up before the cosine decay (at most 20% of the steps).
         grad_clip: clip the gradient norm to this value (0 = off).
-        seed: seeds data order, augmentations and initialisation.
+        seed: seeds data order, augmentations and initialisation, and the val split below.
+        exclude_val: for a single folder of class folders, leave out the images ``finetune``
+            holds out as val with the same ``seed`` (so its val top-1 stays clean).
         augment: replaces the method's augmentation preset (Python API).
         augment_overrides: fields of the preset to change (``--aug`` / ``[augment]``).
         method_options: the method's own settings (``--opt`` / ``[method_options]``).
@@ -72,29 +120,38 @@ class PretrainConfig:
         sync_bn: SyncBatchNorm under DDP (batch statistics over the global batch).
         out: checkpoint folder; None = ``models/<method>-<backbone>``.
         force: replace an existing ``out``.
-        resume: continue the unfinished run in ``out`` (same flags) from its last checkpoint.
+        resume: continue the unfinished run in ``out`` from its last checkpoint. Every
+            setting that changes what is learned must be as saved (data, method, backbone,
+            image size, epochs, batch, optimiser, LR, weight decay, warm-up, clipping, seed,
+            augmentations, method options); device, processes, precision, memory layout,
+            compile and the kNN settings may change.
     """
+
+    FIELD_LABEL = "--"  # messages name fields as the flags of edgessl pretrain
 
     data: str | None = None
     method: str = "simclr"
     backbone: str = "resnet_tiny"
     weights: str | None = None
     weights_key: str | None = None
-    image_size: int = 32
-    epochs: int = 30
-    batch_size: int = 256
+    image_size: Annotated[int, Range(ge=MIN_TRAIN_SIDE, le=MAX_IMAGE_SIDE, note="pixels")] = 32
+    epochs: Annotated[int, Range(ge=1, le=MAX_EPOCHS)] | None = None
+    batch_size: Annotated[int, Range(ge=1, le=MAX_BATCH)] | None = None
+    budget: str | None = None
     optimizer: str | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    warmup_epochs: int = 2
-    grad_clip: float = 0.0
-    seed: int = 0
+    lr: Annotated[float | None, Range(gt=0, le=MAX_LR)] = None
+    weight_decay: Annotated[float | None, Range(ge=0, le=1)] = None
+    freeze: Annotated[float, Range(ge=0, lt=1)] | None = None
+    warmup_epochs: Annotated[int, Range(ge=0, le=MAX_EPOCHS)] = 2
+    grad_clip: Annotated[float, Range(ge=0, note="0 = off")] = 0.0
+    seed: Annotated[int, Range(ge=0, le=MAX_SEED)] = 0
+    exclude_val: bool = True
     augment: AugmentConfig | None = None
     augment_overrides: dict = field(default_factory=dict)
     method_options: dict = field(default_factory=dict)
     eval_data: str | None = None
-    eval_every: int = 1
-    knn_k: int = 20
+    eval_every: Annotated[int, Range(ge=1, le=MAX_EPOCHS)] = 1
+    knn_k: Annotated[int, Range(ge=1, le=10_000)] = 20
     device: str = "auto"
     precision: str = "auto"
     channels_last: bool | None = None
@@ -103,6 +160,9 @@ class PretrainConfig:
     out: str | None = None
     force: bool = False
     resume: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -135,16 +195,7 @@ def unlabeled_root(data: str | Path) -> Path:
 
 
 def _check(config: PretrainConfig) -> None:
-    for name in ("epochs", "batch_size", "image_size", "eval_every", "knn_k"):
-        if getattr(config, name) < 1:
-            flag = name.replace("_", "-")
-            raise ConfigError(f"--{flag} must be ≥ 1, got {getattr(config, name)}")
-    if config.lr is not None and config.lr <= 0:
-        raise ConfigError(f"--lr must be > 0, got {config.lr}")
-    if config.warmup_epochs < 0 or config.grad_clip < 0:
-        raise ConfigError("--warmup-epochs and --grad-clip must be ≥ 0")
-    if config.weight_decay is not None and config.weight_decay < 0:
-        raise ConfigError(f"--weight-decay must be ≥ 0, got {config.weight_decay}")
+    """Names and combinations; the numbers are checked when the config is made."""
     if config.optimizer is not None:
         OPTIMIZERS.get(config.optimizer)
     if config.precision not in PRECISIONS:
@@ -154,6 +205,11 @@ def _check(config: PretrainConfig) -> None:
     if config.resume and config.force:
         raise ConfigError("--resume continues the run in --out and --force replaces it; "
                           "pass only one of them")
+    # --aug and --opt values are checked now, before any image or backbone is loaded (the
+    # ViT-dependent preset is resolved later, but its fields are the same).
+    method_cls = METHODS.get(config.method)
+    build_augment(config.augment or method_cls.augment, config.augment_overrides)
+    build_method_config(method_cls, config.method_options)
 
 
 @dataclass
@@ -203,22 +259,26 @@ def _output_folder(config: PretrainConfig, spec: BackboneSpec, dist: Distributed
         raise OutputExistsError(f"'{out}' exists; pass --force to overwrite it, --resume to "
                                 "continue it, or choose --out")
     if dist.is_main:
-        check_output_path(out)
+        backbone = Path(config.backbone).expanduser()
+        check_outputs({"--out": out}, {"DATA": config.data, "--weights": config.weights,
+                                       "--backbone": backbone if backbone.exists() else None,
+                                       "--eval-data": config.eval_data}, force=True)
     return out
 
 
-def _resume(run: _Run, out: Path, spec: BackboneSpec, config: PretrainConfig) -> None:
-    card = read_card(out)
-    if card.training.get("epochs") != config.epochs:
-        raise CheckpointError(f"cannot resume '{out}': it was started with --epochs "
-                              f"{card.training.get('epochs')}, not {config.epochs}; "
-                              "resume with the same flags")
-    if card.backbone != spec.to_dict() or card.method != config.method:
-        raise CheckpointError(
-            f"cannot resume '{out}': it holds {card.method} on {card.backbone['name']} at "
-            f"{card.backbone['image_size']} px, not {config.method} on {spec.name} at "
-            f"{spec.image_size} px; use the same flags or start a new --out")
-    run.restore(load_train_state(out))
+def _saved_epochs(out: Path) -> int:
+    """The epochs a run to ``out`` planned (a resumed --budget run keeps its plan)."""
+    if not out.is_dir():
+        raise CheckpointError(f"nothing to resume: '{out}' does not exist; start without "
+                              "--resume")
+    return int(read_card(out).training["epochs"])
+
+
+def _resume(run: _Run, out: Path, new_card: ModelCard, config: PretrainConfig) -> None:
+    """Continue ``out``: the whole saved card must match the run's (``require_same_run``)."""
+    state = load_train_state(out)  # first: a finished run has nothing to resume
+    require_same_run(out, read_card(out), new_card)
+    run.restore(state)
     log.info("resuming %s at epoch %d (batch %d) of %d", out, run.epoch + 1, run.batch,
              config.epochs)
 
@@ -239,20 +299,63 @@ def epoch_loader(dataset, batch_size: int, seed: int, epoch: int, skip: int):
                                        generator=torch.Generator().manual_seed(seed))
 
 
-def _initial_backbone(config: PretrainConfig):
-    """A fresh backbone, or one with weights: a checkpoint folder, a weights file, ``--weights``.
+def _pretrained_start(config: PretrainConfig):
+    """The registered pretrained start ``config.backbone`` names, or None."""
+    from edgessl.backbones.pretrained import PRETRAINED
 
-    Returns:
-        (backbone, spec, where the weights came from or None).
+    name = config.backbone.removeprefix("pretrained:")
+    return PRETRAINED.get(name) if name in PRETRAINED else None
+
+
+def _check_image_size(config: PretrainConfig, method_cls) -> None:
+    """Refuse an image size the backbone or the augmentations cannot take, before building.
+
+    A checkpoint folder as ``--backbone`` fixes the size (it trained at it), and a weights
+    file as ``--backbone`` is refused by ``_initial_backbone``; a pretrained start is checked
+    as its architecture.
     """
     from edgessl.backbones.weights import WEIGHTS_SUFFIXES
     from edgessl.checkpoint import is_checkpoint
 
     path = Path(config.backbone).expanduser()
-    if (config.weights is None and not is_checkpoint(path)
+    if is_checkpoint(path) or path.suffix.lower() in WEIGHTS_SUFFIXES:
+        return
+    start = _pretrained_start(config)
+    augment = build_augment(config.augment or method_cls.augment, config.augment_overrides)
+    require_image_size(f"timm:{start.arch}" if start else config.backbone, config.image_size,
+                       augment, method_cls.num_views)
+
+
+@dataclass(frozen=True)
+class _Init:
+    """The backbone a run starts from and what it inherits.
+
+    Attributes:
+        backbone: the module; spec: what was built.
+        source: where the weights came from (None = random initialisation).
+        mean, std: the input normalisation the weights expect.
+        pretrained: the pretrained start the weights descend from (its record), or None.
+    """
+
+    backbone: torch.nn.Module
+    spec: BackboneSpec
+    source: str | None
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    pretrained: dict | None = None
+
+
+def _initial_backbone(config: PretrainConfig) -> _Init:
+    """A fresh backbone, or one with weights: a pretrained start, a checkpoint folder, or
+    ``--weights`` (a weights file alone does not say its architecture and is refused)."""
+    from edgessl.backbones.weights import WEIGHTS_SUFFIXES
+    from edgessl.checkpoint import is_checkpoint
+
+    path = Path(config.backbone).expanduser()
+    if (config.weights is None and not is_checkpoint(path) and _pretrained_start(config) is None
             and path.suffix.lower() not in WEIGHTS_SUFFIXES):
-        spec = BackboneSpec.for_images(config.backbone, config.image_size)
-        return create_backbone(spec), spec, None
+        backbone = create_backbone(BackboneSpec.for_images(config.backbone, config.image_size))
+        return _Init(backbone, backbone.spec, None)
     from edgessl.finetune.source import resolve_backbone
 
     if path.suffix.lower() in WEIGHTS_SUFFIXES:
@@ -262,7 +365,8 @@ def _initial_backbone(config: PretrainConfig):
     source = resolve_backbone(config.backbone, config.image_size, config.backbone,
                               weights=config.weights, weights_key=config.weights_key)
     log.info("starting from the weights in %s", source.source)
-    return source.backbone, source.backbone.spec, source.source
+    return _Init(source.backbone, source.backbone.spec, source.source, tuple(source.mean),
+                 tuple(source.std), source.pretrained)
 
 
 def _is_vit(backbone) -> bool:
@@ -281,9 +385,14 @@ class _Setup:
     optimizer: str
     lr: float
     augment: AugmentConfig
+    freeze: float
+    batch_size: int
 
 
-def _setup(config: PretrainConfig, method_cls, backbone, dist: Distributed) -> _Setup:
+def _setup(config: PretrainConfig, method_cls, backbone, dist: Distributed, batch_size: int,
+           continued: bool) -> _Setup:
+    """Defaults decided once: precision, layout, optimiser, LR from the batch actually used
+    (a tenth of it when continuing from pretrained weights) and the frozen share."""
     device = dist.device(resolve_device(config.device))
     if config.precision == "auto":
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -294,10 +403,14 @@ def _setup(config: PretrainConfig, method_cls, backbone, dist: Distributed) -> _
     optimizer, base_lr = config.optimizer or method_cls.optimizer, method_cls.lr
     if config.optimizer is None and optimizer == "sgd" and _is_vit(backbone):
         optimizer, base_lr = "adamw", method_cls.vit_lr  # the ViT recipes of these methods
-    lr = config.lr if config.lr is not None else scaled_lr(base_lr, config.batch_size)
+    if continued:
+        base_lr *= CONTINUE_LR_FACTOR
+    lr = config.lr if config.lr is not None else scaled_lr(base_lr, batch_size)
+    freeze = config.freeze if config.freeze is not None else (
+        CONTINUE_FREEZE if continued else 0.0)
     base = config.augment or method_cls.augment
     return _Setup(device, bf16, channels_last, optimizer, lr,
-                  build_augment(base, config.augment_overrides))
+                  build_augment(base, config.augment_overrides), freeze, batch_size)
 
 
 def _to_device(views: list[torch.Tensor], setup: _Setup, dist: Distributed) -> list:
@@ -312,15 +425,16 @@ def _to_device(views: list[torch.Tensor], setup: _Setup, dist: Distributed) -> l
 
 def _train_epoch(run: _Run, trainer, method, loader, views: BatchViews, setup: _Setup,
                  total: int, bar, stop: GracefulStop, dist: Distributed,
-                 grad_clip: float) -> bool:
+                 grad_clip: float, out: Path) -> bool:
     """The rest of the current epoch; returns False when a stop was requested mid-epoch."""
     for images, _ in loader:
         batch_views = _to_device(views(images), setup, dist)
         with torch.autocast(setup.device.type, dtype=torch.bfloat16, enabled=setup.bf16):
             loss, features = trainer(batch_views)
-        if not torch.isfinite(loss):
-            raise ConfigError(f"loss became {loss.item()} at step {run.step}; lower --lr or "
-                              "set --grad-clip")
+        value = loss.item()
+        if dist.any(not math.isfinite(value)):  # every process stops, none saves
+            raise diverged(f"the loss became {value}", run.epoch + 1, run.step + 1,
+                           run.optimizer.param_groups[0]["lr"], out, out.is_dir())
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
@@ -329,7 +443,7 @@ def _train_epoch(run: _Run, trainer, method, loader, views: BatchViews, setup: _
         run.scheduler.step()
         run.step += 1
         method.after_step(run.step / total)
-        value = dist.mean(loss.item())
+        value = dist.mean(value)
         run.epoch_loss += value
         run.epoch_spread += embedding_spread(features)
         run.batch += 1
@@ -355,6 +469,11 @@ def _finish_epoch(run: _Run, method, config: PretrainConfig, knn: KnnData | None
         row["knn_top1"] = round(knn_accuracy(method.export_backbone(), knn, mean, std,
                                              setup.device, config.knn_k), 2)
         log.info("epoch %d: loss %.4f, kNN top-1 %.2f%%", epoch, row["loss"], row["knn_top1"])
+    if dist.is_main:
+        warned = any(r.get("not_learning") for r in run.history)
+        row["not_learning"] = warn_if_not_learning(
+            [*run.history, row], config.epochs, method.chance_loss(setup.batch_size),
+            len(knn.classes) if knn is not None else None, warned)
     elapsed = time.perf_counter() - start
     row["seconds"] = round(elapsed, 1)
     row["images_per_second"] = round(run.seen / max(elapsed, 1e-9), 1)
@@ -382,22 +501,85 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         dist.close()
 
 
-def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed):
+def _training_images(config: PretrainConfig, root: Path) -> tuple[list[Path], int]:
+    """The images to pretrain on, and how many finetune's val split took out of them.
+
+    Only a data folder that ``finetune`` would split itself (class folders, no val/) loses
+    images; a train/ + val/ root already keeps val/ out (``unlabeled_root``)."""
+    from edgessl.data.labeled import DEFAULT_VAL_FRACTION, finetune_val_images
+
     paths = find_images(root, "unlabeled data folder")
+    if not config.exclude_val:
+        return paths, 0
+    given = Path(config.data).expanduser() if config.data is not None else root
+    held_out = {p.resolve() for p in finetune_val_images(given, DEFAULT_VAL_FRACTION,
+                                                         config.seed)}
+    if not held_out:
+        return paths, 0
+    kept = [p for p in paths if p.resolve() not in held_out]
+    log.info("left out the %d images that finetune holds out as val from this folder (same "
+             "seeded split, --seed %d), so its val top-1 stays clean; --include-val trains on "
+             "them too", len(paths) - len(kept), config.seed)
+    return kept, len(paths) - len(kept)
+
+
+def _budget_epochs(config: PretrainConfig, budget_s: float, trainer, method, views, setup,
+                   dataset, batch_size: int, steps_per_epoch: int, dist: Distributed) -> int:
+    """The epochs that fit ``budget_s``, from the time of a few steps on a copy of the model
+    (the run itself, its random state and its weights are untouched)."""
+    import copy
+
+    from edgessl.training import rng_state, set_rng_state
+
+    if dist.enabled:
+        raise ConfigError("--budget is measured in one process; under torchrun pass --epochs")
+    state = rng_state()
+    probe = copy.deepcopy(method)
+    optimizer = build_optimizer(probe, setup.optimizer, setup.lr, config.weight_decay)
+    batch = torch.stack([dataset[i][0] for i in range(batch_size)])
+
+    def step() -> None:
+        loss, _ = probe(_to_device(views(batch), setup, dist))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        probe.after_step(0.0)
+
+    seconds = time_steps(step)
+    set_rng_state(state)
+    epochs = epochs_for_budget(budget_s, seconds, steps_per_epoch,
+                               config.epochs or MAX_EPOCHS)
+    log.info("budget %s: %.2f s a step x %d steps an epoch -> %d epoch%s", config.budget,
+             seconds, steps_per_epoch, epochs, "" if epochs == 1 else "s")
+    return epochs
+
+
+def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed):
+    paths, excluded = _training_images(config, root)
+    budget_s = parse_budget(config.budget)
+    _check_image_size(config, method_cls)
     seed_everything(config.seed)
-    backbone, spec, init_from = _initial_backbone(config)
+    init = _initial_backbone(config)
+    backbone, spec, init_from = init.backbone, init.spec, init.source
     out = _output_folder(config, spec, dist)
     method_config = build_method_config(method_cls, config.method_options)
     if method_cls.needs_vit and not _is_vit(backbone):
         raise ConfigError(f"{config.method} needs a ViT backbone, not '{spec.name}'; pass "
                           "--backbone vit_tiny (or vit_small, vit_base, timm:vit_*)")
-    setup = _setup(config, method_cls, backbone, dist)
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    views = BatchViews(setup.augment, config.image_size, mean, std, method_cls.num_views)
+    mean, std = init.mean, init.std
     knn = KnnData.load(config.eval_data, config.image_size) if config.eval_data else None
     dataset = ImageDataset(paths, config.image_size)
-    batch_size = min(config.batch_size, len(dataset))
+    batch_size = require_batch(method_cls, len(dataset),
+                               choose_batch(config.batch_size, len(dataset), dist.world_size),
+                               dist.world_size, root)
     dist.check_batch(batch_size)
+    setup = _setup(config, method_cls, backbone, dist, batch_size, init_from is not None)
+    frozen = freeze_early(backbone, setup.freeze)
+    if frozen:
+        log.info("continuing from pretrained weights: the first %d of %d backbone tensors are "
+                 "frozen (--freeze %.2f), lr %.4g", frozen, len(list(backbone.parameters())),
+                 setup.freeze, setup.lr)
+    views = BatchViews(setup.augment, config.image_size, mean, std, method_cls.num_views)
     steps_per_epoch = len(dataset) // batch_size
     method = method_cls(backbone, method_config).to(setup.device).train()
     if setup.channels_last:
@@ -406,12 +588,16 @@ def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed)
         method.backbone.compile()
     trainer = dist.wrap(method, config.sync_bn)
     method = trainer.module if dist.enabled else method
+    epochs = config.epochs or DEFAULT_EPOCHS
+    if budget_s is not None:
+        epochs = (_saved_epochs(out) if config.resume else
+                  _budget_epochs(config, budget_s, trainer, method, views, setup, dataset,
+                                 batch_size, steps_per_epoch, dist))
     optimizer = build_optimizer(method, setup.optimizer, setup.lr, config.weight_decay)
-    total = config.epochs * steps_per_epoch
-    run = _Run(method, optimizer, cosine_with_warmup(optimizer, total,
-                                                     config.warmup_epochs * steps_per_epoch))
-    if config.resume:
-        _resume(run, out, spec, config)
+    total = epochs * steps_per_epoch
+    warmup = warmup_steps(config.warmup_epochs, steps_per_epoch, total)
+    run = _Run(method, optimizer, cosine_with_warmup(optimizer, total, warmup))
+    config = dataclasses.replace(config, epochs=epochs)
 
     def card(seconds: float, complete: bool) -> ModelCard:
         return ModelCard(
@@ -419,7 +605,10 @@ def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed)
             training={"epochs": config.epochs, "epochs_done": run.epoch, "complete": complete,
                       "final_loss": run.losses[-1] if run.losses else None,
                       "batch_size": batch_size, "optimizer": setup.optimizer, "lr": setup.lr,
-                      "weight_decay": config.weight_decay, "warmup_epochs": config.warmup_epochs,
+                      "weight_decay": (DEFAULT_WEIGHT_DECAY[setup.optimizer]
+                                       if config.weight_decay is None else config.weight_decay),
+                      "warmup_epochs": config.warmup_epochs, "warmup_steps": warmup,
+                      "budget": config.budget, "freeze": setup.freeze, "frozen_tensors": frozen,
                       "grad_clip": config.grad_clip, "seed": config.seed,
                       "loss_per_epoch": run.losses,
                       "knn_top1": next((r["knn_top1"] for r in reversed(run.history)
@@ -431,7 +620,13 @@ def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed)
                       "channels_last": setup.channels_last, "initialised_from": init_from,
                       "seconds": round(seconds, 1)},
             data={"path": str(root.resolve()), "fingerprint": fingerprint(paths),
-                  "images": len(paths)})
+                  "images": len(paths), "excluded_val_images": excluded,
+                  **({"excluded_val": {"val_fraction": 0.2, "seed": config.seed}}
+                     if excluded else {})},
+            mean=mean, std=std, pretrained=init.pretrained)
+
+    if config.resume:
+        _resume(run, out, card(0.0, False), config)
 
     if dist.is_main:
         log.info("pretraining %s on %d images from %s (%s, %d px, %d epochs, batch %d, %s lr "
@@ -441,13 +636,19 @@ def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed)
                  "es" if dist.world_size > 1 else "")
     start = time.perf_counter()
     title = f"{config.method} on {spec.name}, {config.image_size} px"
-    with GracefulStop() as stop, progress_bar(total, f"pretrain {config.method}",
-                                              disable=not dist.is_main) as bar:
+    # the output is this run's until it ends (locked: a second run to it fails at once)
+    claim = (output_lock(out, force=config.force or config.resume) if dist.is_main
+             else contextlib.nullcontext())
+    with claim, GracefulStop() as stop, progress_bar(total, f"pretrain {config.method}",
+                                                     disable=not dist.is_main) as bar:
         bar.update(run.step)
         while run.epoch < config.epochs:
             loader = epoch_loader(dataset, batch_size, config.seed, run.epoch, run.batch)
             finished = _train_epoch(run, trainer, method, loader, views, setup, total, bar,
-                                    stop, dist, config.grad_clip)
+                                    stop, dist, config.grad_clip, out)
+            if not finite_weights(method):  # a last step of inf gradients: never save those
+                raise diverged("the weights stopped being finite", run.epoch + 1, run.step,
+                               run.optimizer.param_groups[0]["lr"], out, out.is_dir())
             if finished:
                 _finish_epoch(run, method, config, knn, mean, std, setup, dist, start)
             done = run.epoch == config.epochs

@@ -6,6 +6,10 @@ sets the method's own options (``temperature = 0.1``). Unknown keys anywhere are
 that list the valid ones. On the command line, ``--aug KEY=VALUE`` and ``--opt KEY=VALUE`` do
 the same as the two tables, with VALUE in TOML syntax (``--aug crop_scale=0.08,1.0`` works
 too).
+
+Switches that replace or continue an existing run (``force``, ``resume``) come from the
+command line only: a recipe is a file that may come from anyone, and must not be able to
+delete a folder the user never named with ``--force``.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from edgessl.config import from_dict, tomllib
-from edgessl.errors import ConfigError
+from edgessl.errors import ConfigError, file_problem
 from edgessl.ssl.augment import AugmentConfig
 
 TABLES = {"augment": "augment_overrides", "method_options": "method_options"}
+
+COMMAND_LINE_ONLY = {"force": "--force", "resume": "--resume"}
+"""PretrainConfig fields a recipe may not set, with the flag that sets them."""
 
 
 def parse_assignment(text: str, flag: str) -> tuple[str, Any]:
@@ -45,16 +52,24 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     from edgessl.ssl.pretrain import PretrainConfig
 
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"recipe '{path}' does not exist; pass a .toml file to --config")
+    problem = file_problem(path)
+    if problem:
+        raise ConfigError(f"recipe '{path}' {problem}; pass a .toml file to --config")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"recipe '{path}' is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"recipe '{path}' cannot be read ({exc.strerror or exc}); pass a "
+                          ".toml file to --config") from None
     allowed = {f.name for f in dataclasses.fields(PretrainConfig)} - set(TABLES.values())
-    allowed -= {"augment"}
+    allowed -= {"augment", *COMMAND_LINE_ONLY}
     out: dict[str, Any] = {}
     for key, value in data.items():
+        if key in COMMAND_LINE_ONLY:
+            raise ConfigError(f"recipe '{path}': key '{key}' is not allowed in a recipe; pass "
+                              f"{COMMAND_LINE_ONLY[key]} on the command line to "
+                              f"{'replace' if key == 'force' else 'continue'} an existing run")
         if key in TABLES:
             if not isinstance(value, dict):
                 raise ConfigError(f"recipe '{path}': '{key}' must be a table ([{key}])")

@@ -11,11 +11,13 @@ other 2N-2 embeddings in the batch away. Only the backbone is kept after pretrai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgessl.config import MAX_WIDTH, Range, check_fields
 from edgessl.ssl.augment import AugmentConfig
 from edgessl.ssl.base import SSLMethod
 from edgessl.ssl.distributed import gather
@@ -31,9 +33,14 @@ class SimCLRConfig:
         proj_dim: output width of the projection head.
     """
 
-    temperature: float = 0.2
-    proj_hidden: int = 0
-    proj_dim: int = 128
+    FIELD_LABEL = "simclr "
+
+    temperature: Annotated[float, Range(gt=0, le=10)] = 0.2
+    proj_hidden: Annotated[int, Range(ge=0, le=MAX_WIDTH, note="0 = backbone width")] = 0
+    proj_dim: Annotated[int, Range(ge=1, le=MAX_WIDTH)] = 128
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 class NTXentLoss(nn.Module):
@@ -80,6 +87,12 @@ class SimCLR(SSLMethod):
     num_views = 2
     optimizer = "sgd"
     lr = 0.5
+
+    def chance_loss(self, batch_size: int) -> float:
+        """Uniform similarities: each view picks its partner among 2N - 1 others."""
+        import math
+
+        return math.log(2 * batch_size - 1)
 
     def __init__(self, backbone: nn.Module, config: SimCLRConfig = SimCLRConfig()) -> None:
         super().__init__(backbone)

@@ -17,14 +17,16 @@ two branches and the covariance term summed over them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgessl.config import MAX_WIDTH, Range, check_fields
 from edgessl.errors import ConfigError
 from edgessl.ssl.augment import AugmentConfig
-from edgessl.ssl.base import SSLMethod, check_fields, mlp
+from edgessl.ssl.base import SSLMethod, mlp
 from edgessl.ssl.distributed import gather
 
 
@@ -41,17 +43,17 @@ class VICRegConfig:
         expander_dim: hidden and output width of the 3-layer expander (paper: 8192).
     """
 
-    invariance_weight: float = 25.0
-    variance_weight: float = 25.0
-    covariance_weight: float = 1.0
-    gamma: float = 1.0
-    eps: float = 1e-4
-    expander_dim: int = 2048
+    FIELD_LABEL = "vicreg "
+
+    invariance_weight: Annotated[float, Range(ge=0, le=1e4)] = 25.0
+    variance_weight: Annotated[float, Range(ge=0, le=1e4)] = 25.0
+    covariance_weight: Annotated[float, Range(ge=0, le=1e4)] = 1.0
+    gamma: Annotated[float, Range(gt=0, le=100)] = 1.0
+    eps: Annotated[float, Range(gt=0, le=1, note="default 1e-4")] = 1e-4
+    expander_dim: Annotated[int, Range(ge=1, le=MAX_WIDTH)] = 2048
 
     def __post_init__(self) -> None:
-        check_fields("vicreg", self, ("eps",), lambda v: v > 0, "> 0 (default 1e-4)")
-        check_fields("vicreg", self, ("invariance_weight", "variance_weight",
-                                      "covariance_weight"), lambda v: v >= 0, "≥ 0")
+        check_fields(self)
 
 
 def invariance_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,134 @@
+"""Small data and short budgets (issue 11): schedules, honest warnings, no val leak, budget."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+
+import pytest
+import torch
+
+from edgessl.errors import ConfigError
+from edgessl.ssl.monitor import not_learning
+from edgessl.ssl.plan import (
+    choose_batch,
+    epochs_for_budget,
+    freeze_early,
+    parse_budget,
+    warmup_steps,
+)
+from edgessl.ssl.pretrain import PretrainConfig, pretrain
+
+
+def test_the_default_batch_leaves_enough_steps_and_a_given_one_is_kept():
+    assert choose_batch(None, 100_000) == 256
+    assert choose_batch(None, 2000) == 64  # 2000 // 128 = 15 steps < 16
+    assert choose_batch(None, 100) == 32  # never below 32 (negatives)
+    assert choose_batch(256, 100) == 256  # the user's choice stands (require_batch caps it)
+    assert choose_batch(None, 2000, processes=3) % 3 == 0
+
+
+def test_warmup_is_in_steps_and_at_most_a_fifth_of_the_run():
+    assert warmup_steps(2, 100, 3000) == 200
+    assert warmup_steps(2, 7, 21) == 4  # 3 epochs of 7 steps: not 14 steps of warm-up
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("20m", 1200), ("1.5h", 5400),
+                                               ("1h30m", 5400), (" 2M ", 120)])
+def test_budgets_parse(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["20", "abc", "5s", "-3m", "1e3s", "10d", "nan"])
+def test_bad_budgets_are_config_errors(text):
+    with pytest.raises(ConfigError, match="--budget"):
+        parse_budget(text)
+
+
+def test_epochs_for_budget():
+    assert epochs_for_budget(600, 0.5, 20, 1000) == 51  # 0.85 * 600 / 10 s an epoch
+    assert epochs_for_budget(60, 10.0, 20, 1000) == 1  # at least one
+    assert epochs_for_budget(6000, 0.01, 20, 30) == 30  # at most --epochs
+
+
+def test_freeze_early_freezes_the_first_tensors_and_their_norm_statistics():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                              torch.nn.Conv2d(4, 4, 3), torch.nn.BatchNorm2d(4))
+    assert freeze_early(net, 0.375) == 3  # conv weight and bias, bn weight (of 8 tensors)
+    assert [p.requires_grad for p in net.parameters()] == [False] * 3 + [True] * 5
+    assert net[1].momentum == 0.1  # its bias still trains: the layer is not all frozen
+    assert freeze_early(net, 0.5) == 4
+    assert net[1].momentum == 0.0 and net[3].momentum == 0.1
+
+
+def _rows(losses, knn=None):
+    return [{"epoch": i + 1, "loss": loss, "knn_top1": knn} for i, loss in enumerate(losses)]
+
+
+def test_a_loss_at_chance_or_unmoved_or_a_knn_at_chance_is_not_learning():
+    chance = math.log(2 * 256 - 1)  # 6.24: the hand-sign run of the issue
+    reason = not_learning(_rows([6.31, 6.25, 6.20, 6.18]), 4, chance, None)
+    assert reason is not None and "chance level" in reason
+    assert not_learning(_rows([6.31, 6.25]), 8, chance, None) is None  # too early to judge
+    assert not_learning(_rows([6.31, 5.0, 4.0, 3.0]), 4, chance, None) is None  # learning
+    assert "has not moved" in not_learning(_rows([1.0, 0.995, 0.99]), 4, None, None)
+    assert "kNN top-1" in not_learning(_rows([1.0, 0.5, 0.3], knn=11.0), 4, None, 10)
+    assert not_learning(_rows([1.0, 0.5, 0.3], knn=60.0), 4, None, 10) is None
+
+
+def test_a_run_that_cannot_learn_says_so_while_it_runs(digits_dir, tmp_path, caplog):
+    """lr 1e-9 cannot move SimCLR off chance: the warning comes during the run."""
+    with caplog.at_level(logging.WARNING, logger="edgessl"):
+        result = pretrain(PretrainConfig(
+            data=str(digits_dir), backbone="resnet_micro", image_size=16, epochs=2,
+            batch_size=64, lr=1e-9, out=str(tmp_path / "ssl")))
+    assert "NOT LEARNING WARNING" in caplog.text and "chance level" in caplog.text
+    assert result.history[-1]["not_learning"] is True
+    history = json.loads((tmp_path / "ssl" / "history.json").read_text())
+    assert history[-1]["not_learning"] is True
+
+
+def _image_folder(digits_dir, tmp_path):
+    """A single ImageFolder (class folders only), as finetune splits it itself."""
+    root = tmp_path / "folder"
+    for cls in sorted((digits_dir / "train").iterdir())[:3]:
+        shutil.copytree(cls, root / cls.name)
+    return root
+
+
+def test_pretraining_leaves_out_what_finetune_holds_out_as_val(digits_dir, tmp_path):
+    from edgessl.data.labeled import load_labeled
+
+    root = _image_folder(digits_dir, tmp_path)
+    val = {p.resolve() for p, _ in load_labeled(root, 0.2, 3).val}
+    result = pretrain(PretrainConfig(data=str(root), backbone="resnet_micro", image_size=16,
+                                     epochs=1, batch_size=32, seed=3, out=str(tmp_path / "a")))
+    card = json.loads((result.path / "card.json").read_text())
+    total = sum(1 for _ in root.rglob("*.png"))
+    assert card["data"]["excluded_val_images"] == len(val) > 0
+    assert card["data"]["images"] == total - len(val)
+    assert card["data"]["excluded_val"] == {"val_fraction": 0.2, "seed": 3}
+    # a train/ + val/ root already keeps val/ out: nothing more is excluded
+    other = pretrain(PretrainConfig(data=str(digits_dir), backbone="resnet_micro",
+                                    image_size=16, epochs=1, batch_size=64,
+                                    out=str(tmp_path / "b")))
+    assert json.loads((other.path / "card.json").read_text())["data"]["excluded_val_images"] == 0
+    included = pretrain(PretrainConfig(data=str(root), backbone="resnet_micro", image_size=16,
+                                       epochs=1, batch_size=32, exclude_val=False,
+                                       out=str(tmp_path / "c")))
+    assert json.loads((included.path / "card.json").read_text())["data"]["images"] == total
+
+
+def test_a_budget_picks_the_epochs_and_the_lr_follows_the_batch_used(digits_dir, tmp_path):
+    result = pretrain(PretrainConfig(data=str(digits_dir), backbone="resnet_micro",
+                                     image_size=16, budget="12s", epochs=3,
+                                     out=str(tmp_path / "b")))
+    card = json.loads((result.path / "card.json").read_text())
+    training = card["training"]
+    assert 1 <= training["epochs"] <= 3 and training["budget"] == "12s"
+    # 1438 digits: the default batch halves to 64 (22 steps an epoch), and SimCLR's LR of
+    # 0.5 at batch 256 scales to 0.125
+    assert training["batch_size"] == 64 and training["lr"] == pytest.approx(0.125)
+    assert training["warmup_steps"] <= 0.2 * training["epochs"] * (1438 // 64) + 1
