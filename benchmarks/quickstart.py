@@ -38,8 +38,13 @@ def main() -> None:
     if proc.returncode != 0:
         print(proc.stderr, file=sys.stderr)
         sys.exit(proc.returncode)
+    from dataclasses import asdict
+
+    from edgessl.devices.host import cpu_info
+
     summary = json.loads((work / "quickstart.json").read_text())
     record = {"wall_s": round(wall, 1), "cpu_count": os.cpu_count(),
+              "host": asdict(cpu_info()),
               "timings_s": summary["timings_s"], "accuracy": summary["accuracy"],
               "exports": [{k: e[k] for k in ("format", "precision", "max_abs_diff",
                                              "top1_artifact", "top1_pytorch",
@@ -48,7 +53,8 @@ def main() -> None:
               "stdout": proc.stdout}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "quickstart.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"quickstart wall time: {wall:.0f} s on {os.cpu_count()} CPU cores")
+    print(f"quickstart wall time: {wall:.0f} s on {os.cpu_count()} cores of "
+          f"{record['host']['model']} ({', '.join(record['host']['flags']) or 'no AVX'})")
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -419,3 +419,19 @@ def test_signals_during_the_publishing_renames_wait(tmp_path):
             Path.rename = real_rename
     assert (target / "v").read_text() == "2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_the_bundle_runner_never_replaces_its_json_and_writes_strict_json(tmp_path, capsys):
+    """The device-side runner (no edgessl.io there) keeps the same promises as the host."""
+    from edgessl.runtime.runner import _write_json, main
+
+    existing = tmp_path / "results.json"
+    existing.write_text("keep")
+    for command in (["predict", "x.png"], ["benchmark"]):
+        assert main([*command, "--json", str(existing)], bundle_dir=tmp_path) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "--force" in err and "\n" not in err
+    assert existing.read_text() == "keep"
+    _write_json(str(tmp_path / "out.json"), {"top1": float("nan"), "p50": [1.0, float("inf")]})
+    assert json.loads((tmp_path / "out.json").read_text()) == {"top1": None, "p50": [1.0, None]}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -19,7 +19,7 @@ def test_quickstart_runs_every_stage(tmp_path):
     result = run_quickstart(QuickstartConfig(workdir=str(tmp_path), **TINY))
     (row,) = result.accuracy_rows
     assert row["labels_per_class"] == 2
-    for key in ("ssl_linear", "scratch_full", "pixel_logreg"):
+    for key in ("ssl_linear", "scratch_full", "pretrained_linear", "pixel_logreg"):
         assert 0.0 <= row[key] <= 1.0
         assert row[key] == pytest.approx(sum(row[f"{key}_per_subset"]) / 2)
     assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]
@@ -34,6 +34,7 @@ def test_quickstart_runs_every_stage(tmp_path):
     assert all(e["max_abs_diff"] <= 1e-4 for e in summary["exports"] if e["precision"] == "fp32")
     table = format_accuracy_table(result.accuracy_rows)
     assert "SSL + linear" in table and "pixels + logreg" in table
+    assert "ImageNet start + linear" in table
     assert "p99 ms" in render_table(result.benchmark_results)
     with pytest.raises(OutputExistsError, match="--force"):
         run_quickstart(QuickstartConfig(workdir=str(tmp_path), **TINY))

@@ -132,3 +132,46 @@ def test_a_budget_picks_the_epochs_and_the_lr_follows_the_batch_used(digits_dir,
     # 0.5 at batch 256 scales to 0.125
     assert training["batch_size"] == 64 and training["lr"] == pytest.approx(0.125)
     assert training["warmup_steps"] <= 0.2 * training["epochs"] * (1438 // 64) + 1
+
+
+def test_the_probe_in_the_span_of_its_samples_is_the_same_probe():
+    """Few labels, wide features: fitting in the samples' span gives the same classifier."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from edgessl.finetune.train import _sample_span
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(40, 300))
+    labels = np.repeat(np.arange(4), 10)
+    z[np.arange(40), labels] += 3.0
+    basis = _sample_span(z)
+    assert basis.shape == (40, 300) and np.allclose(basis @ basis.T, np.eye(40), atol=1e-8)
+    full = LogisticRegression(C=0.3, max_iter=5000, tol=1e-10).fit(z, labels)
+    small = LogisticRegression(C=0.3, max_iter=5000, tol=1e-10).fit(z @ basis.T, labels)
+    assert np.allclose(small.coef_ @ basis, full.coef_, atol=1e-4)
+    assert np.allclose(small.intercept_, full.intercept_, atol=1e-4)
+    assert _sample_span(z[:, :20]).shape == (20, 20)  # more samples than features: as it is
+
+
+def test_ssl_continues_from_a_pretrained_start_with_its_settings(digits_dir, tmp_path):
+    """Domain-adaptive pretraining: the start's normalisation and record, a tenth of the LR,
+    the earliest quarter frozen, the architecture as the weights were trained."""
+    from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED, pretrained_state_dict
+    from edgessl.models import load_model
+
+    root = _image_folder(digits_dir, tmp_path)
+    result = pretrain(PretrainConfig(data=str(root), backbone=DEFAULT_START, image_size=32,
+                                     epochs=1, batch_size=32, out=str(tmp_path / "dapt")))
+    model, card = load_model(result.path)
+    start = PRETRAINED.get(DEFAULT_START)
+    assert card.pretrained["name"] == DEFAULT_START and card.pretrained["sha256"] == start.sha256
+    assert card.mean == (0.5, 0.5, 0.5) and card.std == (0.5, 0.5, 0.5)
+    assert card.backbone["small_stem"] is False
+    training = card.training
+    assert training["lr"] == pytest.approx(0.5 * 0.1 * 32 / 256)  # SimCLR's, x 0.1, batch 32
+    assert training["freeze"] == 0.25 and training["frozen_tensors"] > 0
+    # the frozen stem kept its ImageNet weights; a later layer moved
+    weights = pretrained_state_dict(start)
+    assert torch.equal(model.model.conv_stem.weight, weights["conv_stem.weight"])
+    assert not torch.equal(model.model.conv_head.weight, weights["conv_head.weight"])

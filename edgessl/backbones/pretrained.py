@@ -257,7 +257,8 @@ def load_pretrained_into(model: torch.nn.Module, start: PretrainedStart) -> int:
 
 # Below this side, ImageNet features lose most of their value: on CIFAR-10 (32 px photos),
 # EfficientNet-Lite0 frozen + logistic regression at 10 labels per class gave 23.1% at 32 px,
-# 46.1% at 64, 54.1% at 96, 57.4% at 128 and 57.3% at 160 (benchmarks/results/pretrained_size).
+# 44.4% at 64, 56.4% at 96, 59.4% at 128, 61.0% at 160 and 61.0% at 224, for 1.6x and 3x the
+# compute of 128 px (benchmarks/results/pretrained_size.md).
 MIN_PRETRAINED_SIDE = 128
 
 

@@ -150,6 +150,21 @@ def choose_probe_c(z: np.ndarray, labels: np.ndarray, seed: int) -> float:
     return best
 
 
+def _sample_span(z: np.ndarray) -> np.ndarray:
+    """An orthonormal basis [r, D] of the rows of ``z`` [N, D] (r <= min(N, D)).
+
+    An L2-regularised logistic regression's weights lie in the span of its training samples
+    (the gradient of the loss is a combination of them, and the penalty's is the weights), so
+    fitting in these r coordinates and mapping back gives the same solution. With a few
+    hundred labels and 1280 features (EfficientNet-Lite) that is several times faster.
+    """
+    if z.shape[0] >= z.shape[1]:
+        return np.eye(z.shape[1])
+    _, s, vt = np.linalg.svd(z, full_matrices=False)
+    keep = s > s.max() * max(z.shape) * np.finfo(z.dtype).eps
+    return vt[keep]
+
+
 def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr,
                        stop: GracefulStop | None = None, progress: dict | None = None):
     """Fit the head as an L2-regularised logistic regression on standardised frozen features.
@@ -176,10 +191,12 @@ def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg,
     # bf16/fp16 or int8 arithmetic of an exported model.
     sigma = np.maximum(sigma, 1e-2 * sigma.mean() + 1e-8)
     z = (feats - mu) / sigma
-    c = cfg.probe_c if cfg.probe_c is not None else choose_probe_c(z, labels, cfg.seed)
+    basis = _sample_span(z)
+    zs = z @ basis.T  # [N, r]: the same problem in r <= N coordinates
+    c = cfg.probe_c if cfg.probe_c is not None else choose_probe_c(zs, labels, cfg.seed)
     progress["probe_c"] = c
-    clf = LogisticRegression(C=c, max_iter=5000).fit(z, labels)
-    weight, bias = clf.coef_, clf.intercept_
+    clf = LogisticRegression(C=c, max_iter=5000).fit(zs, labels)
+    weight, bias = clf.coef_ @ basis, clf.intercept_
     if weight.shape[0] == 1:  # two classes: one logit z -> softmax([-z/2, z/2]) == sigmoid(z)
         weight, bias = np.vstack([-weight / 2, weight / 2]), np.array([-bias[0] / 2, bias[0] / 2])
     full_w = np.zeros((model.head.out_features, z.shape[1]))
@@ -189,7 +206,7 @@ def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg,
         model.head.weight.copy_(torch.from_numpy(full_w / sigma))
         model.head.bias.copy_(torch.from_numpy(full_b - (full_w / sigma) @ mu))
     progress["epochs_done"] = 0
-    return float(log_loss(labels, clf.predict_proba(z), labels=clf.classes_))
+    return float(log_loss(labels, clf.predict_proba(zs), labels=clf.classes_))
 
 
 def train_full(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr,

@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
 from edgessl.config import MAX_BATCH, MAX_RUNS, Range, check_value
-from edgessl.errors import ConfigError, EdgesslError, printable, unknown_choice
+from edgessl.errors import (
+    ConfigError,
+    EdgesslError,
+    OutputExistsError,
+    printable,
+    unknown_choice,
+)
 from edgessl.limits import MAX_CLASSES
 
 BUNDLE_FILE = "bundle.json"
@@ -29,11 +37,16 @@ OPTION_RANGES = {"top_k": Range(ge=1, le=MAX_CLASSES), "batch_size": Range(ge=1,
 
 
 def check_options(args) -> None:
-    """FieldError naming the option (``--top-k``) for a number outside its range."""
+    """FieldError naming the option (``--top-k``) for a number outside its range, and an
+    OutputExistsError for a ``--json`` file that exists without ``--force`` (before any work)."""
     for name, rng in OPTION_RANGES.items():
         value = getattr(args, name, None)
         if value is not None:
             check_value(name, value, rng, "--" + name.replace("_", "-"))
+    target = getattr(args, "json", None)
+    if target not in (None, "-") and Path(target).exists() and not args.force:
+        raise OutputExistsError(f"--json '{target}' exists; pass --force to replace it or "
+                                "choose another file")
 
 
 def read_bundle(folder: Path) -> dict:
@@ -181,13 +194,31 @@ def _print(text: str, file=None) -> None:
     print(printable(text, lines=True), file=file or sys.stdout)
 
 
+def _finite(data):
+    """``data`` with NaN and infinities as None: strict JSON for any parser."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
 def _write_json(target: str, data: dict) -> None:
-    text = json.dumps(data, indent=2, default=str)
+    """Strict JSON to stdout ("-") or a file, written under a temporary name and renamed."""
+    text = json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
     if target == "-":
         print(text)
-    else:
-        Path(target).write_text(text + "\n", encoding="utf-8")
-        print(f"wrote {target}", file=sys.stderr)
+        return
+    path = Path(target)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {target}", file=sys.stderr)
 
 
 def _table(results: list[dict]) -> str:
@@ -212,6 +243,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", help="which model of the bundle [default: the first]")
     pr.add_argument("--top-k", type=int, default=1)
     pr.add_argument("--json", help="write predictions as JSON to this file ('-' = stdout)")
+    pr.add_argument("--force", action="store_true", help="replace an existing --json file")
     be = sub.add_parser("benchmark", help="latency, throughput and top-1 on this device")
     be.add_argument("--model", action="append", help="model name (repeatable) [default: all]")
     be.add_argument("--batch-size", type=int, action="append",
@@ -220,6 +252,7 @@ def parser() -> argparse.ArgumentParser:
     be.add_argument("--iterations", type=int, default=100)
     be.add_argument("--data", help="labeled folder (as for edgessl benchmark --data): top-1 on val")
     be.add_argument("--json", help="write results as JSON to this file ('-' = stdout)")
+    be.add_argument("--force", action="store_true", help="replace an existing --json file")
     sm = sub.add_parser("smoke", help="check predictions on the bundled images against the host")
     sm.add_argument("--model")
     sm.add_argument("--min-agreement", type=float, default=0.9,
