@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
+from edgessl.backbones.pretrained import DEFAULT_START
 from edgessl.config import (
     MAX_BATCH,
     MAX_EPOCHS,
@@ -64,7 +65,7 @@ class QuickstartConfig:
     pretrain_epochs: Annotated[int, Range(ge=1, le=MAX_EPOCHS, flag="--epochs")] = 60
     pretrain_batch_size: Annotated[int, Range(ge=1, le=MAX_BATCH)] = 128
     scratch_epochs: Annotated[int, Range(ge=1, le=MAX_EPOCHS)] = 50
-    pretrained: str | None = "efficientnet_lite0.in1k"
+    pretrained: str | None = DEFAULT_START
     pretrained_size: Annotated[int, Range(ge=MIN_TRAIN_SIDE, le=MAX_IMAGE_SIDE,
                                           note="pixels")] = 64
     label_subsets: Annotated[int, Range(ge=1, le=100)] = 3

@@ -30,14 +30,12 @@ from edgessl.io import (
 from edgessl.models import load_model, save_model
 from tests.cli_helpers import invoke, one_line_error
 from tests.conftest import make_classifier_checkpoint
+from tests.deploy_helpers import exported
 
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory, tiny_classifier):
-    out = tmp_path_factory.mktemp("onnx") / "m"
-    result = invoke("--quiet", "export", tiny_classifier, "--out", out)
-    assert result.exit_code == 0, result.output
-    return out / "model.onnx"
+    return exported(tmp_path_factory, tiny_classifier, "onnx")  # shared with the deploy tests
 
 
 @pytest.fixture(scope="module")
@@ -432,6 +430,7 @@ def test_the_bundle_runner_never_replaces_its_json_and_writes_strict_json(tmp_pa
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "--force" in err and "\n" not in err
     assert existing.read_text() == "keep"
-    _write_json(str(tmp_path / "out.json"), {"top1": float("nan"), "p50": [1.0, float("inf")]})
+    _write_json(str(tmp_path / "out.json"), {"top1": float("nan"), "p50": [1.0, float("inf")]},
+                force=False)
     assert json.loads((tmp_path / "out.json").read_text()) == {"top1": None, "p50": [1.0, None]}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

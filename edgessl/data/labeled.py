@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgessl.data.images import list_image_files, require_dir, usable_images
+from edgessl.data.images import is_image_name, list_image_files, require_dir, usable_images
 from edgessl.errors import DataError
 
 Sample = tuple[Path, int]
@@ -182,32 +182,34 @@ def fingerprint(paths) -> str:
 DEFAULT_VAL_FRACTION = 0.2  # finetune's share of each class held out when it splits a folder
 
 
-def finetune_val_images(root: str | Path, val_fraction: float = DEFAULT_VAL_FRACTION,
-                        seed: int = 0) -> list[Path]:
-    """The images ``finetune`` holds out as val when it splits ``root`` itself, or [].
+def finetune_val_images(root: str | Path, images: list[Path],
+                        val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0) -> list[Path]:
+    """The ones of ``images`` (the usable images under ``root``, as ``find_images`` gives them)
+    that ``finetune`` holds out as val when it splits ``root`` itself, or [].
 
     ``root`` must be a single folder of two or more class folders with images directly
     inside them (what ``load_labeled`` splits); any other tree (a train/val root, images
-    at the top, nested albums) is not a labeled set and gives [].
+    at the top, nested albums) is not a labeled set and gives []. The split is
+    ``stratified_split``'s, which depends on the samples and not on their order, so it is
+    the one finetune makes without decoding the images a second time.
     """
     root = Path(root)
-    if held_out_folder(root) is not None or list_image_files_top(root):
+    if held_out_folder(root) is not None or _top_images(root):
         return []
     dirs = _class_dirs(root)
-    if len(dirs) < 2 or any(not list_image_files_top(d) for d in dirs):
+    if len(dirs) < 2 or any(not _top_images(d) for d in dirs):
         return []
+    label = {d.name: i for i, d in enumerate(dirs)}
+    folders = [(p, p.relative_to(root).parts[0]) for p in images]
+    samples = [(p, label[f]) for p, f in folders if f in label]  # not hidden folders
     try:
-        _check_not_split(root, [d.name for d in dirs])
-        _, samples = _read_image_folder(root)
+        _check_not_split(root, list(label))
         _, val = stratified_split(samples, val_fraction, seed)
-    except DataError:
+    except DataError:  # a class finetune could not split: it refuses the folder, no leak
         return []
     return [p for p, _ in val]
 
 
-def list_image_files_top(folder: Path) -> list[Path]:
+def _top_images(folder: Path) -> list[Path]:
     """Image files directly inside ``folder`` (not in its subfolders)."""
-    from edgessl.data.images import IMAGE_EXTENSIONS
-
-    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-            and p.name.lower().endswith(IMAGE_EXTENSIONS)]
+    return [p for p in folder.iterdir() if p.is_file() and is_image_name(p.name)]

@@ -30,6 +30,7 @@ FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "openvino": "openvino"}
 # is added per bundle. tests/test_deploy.py checks that nothing else is imported.
 VENDORED = (
     "__init__.py", "errors.py", "artifact.py", "safety.py", "limits.py", "config.py",
+    "io.py", "interrupt.py",
     "devices/__init__.py", "devices/profile.py",
     "data/__init__.py", "data/images.py", "data/preprocess.py", "data/labeled.py",
     "runtimes/__init__.py", "runtimes/base.py",

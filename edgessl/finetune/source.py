@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgessl.backbones import Backbone, BackboneSpec, create_backbone
+from edgessl.backbones.pretrained import (
+    PretrainedStart,
+    default_size,
+    find_start,
+    load_pretrained_into,
+)
 from edgessl.backbones.weights import LoadReport
 from edgessl.checkpoint import IMAGENET_MEAN, IMAGENET_STD, is_checkpoint
 from edgessl.errors import CheckpointError, ConfigError, printable, unknown_choice
@@ -53,16 +59,14 @@ def _from_checkpoint(path: Path, image_size: int | None) -> BackboneSource:
                           pretrained=card.pretrained)
 
 
-def _from_pretrained(name: str, image_size: int | None) -> BackboneSource:
+def _from_pretrained(start: PretrainedStart, image_size: int | None) -> BackboneSource:
     """A registered pretrained start (``edgessl.backbones.pretrained``), verified and loaded.
 
     The architecture is kept exactly as the weights were trained (no small-image stem): the
     images are resized to ``image_size`` instead, by default the start's ``default_size``.
     """
     from edgessl.backbones.factory import create_timm_model
-    from edgessl.backbones.pretrained import PRETRAINED, default_size, load_pretrained_into
 
-    start = PRETRAINED.get(name)
     size = image_size or default_size(start)
     spec = BackboneSpec(name=start.arch, image_size=size, small_stem=False)
     model = create_timm_model(start.arch, size, pretrained=False)
@@ -207,11 +211,10 @@ def resolve_backbone(text: str, image_size: int | None, arch: str,
         raise CheckpointError(f"'{printable(text)}' is not an edgessl checkpoint (no "
                               "card.json); pass a folder made by edgessl pretrain, a timm name, "
                               "or 'scratch'")
-    from edgessl.backbones.pretrained import PRETRAINED
-
-    if text.removeprefix("pretrained:") in PRETRAINED:
+    start = find_start(text)
+    if start is not None:
         _check_flags(text, "pretrained", weights, weights_key)
-        return _from_pretrained(text.removeprefix("pretrained:"), image_size)
+        return _from_pretrained(start, image_size)
     size = image_size or 32
     if text == "scratch" or text.startswith("scratch:"):
         _check_flags(text, "scratch", weights, weights_key)

@@ -284,13 +284,13 @@ def default_start() -> str:
 
 def _image_size(cfg: FinetuneConfig, backbone: str, data: LabeledData) -> int | None:
     """``cfg.image_size``, or for a pretrained start a size from the data's typical side."""
-    from edgessl.backbones.pretrained import PRETRAINED, default_size
+    from edgessl.backbones.pretrained import default_size, find_start
     from edgessl.data.images import typical_side
 
-    name = backbone.removeprefix("pretrained:")
-    if cfg.image_size is not None or name not in PRETRAINED:
+    start = find_start(backbone)
+    if cfg.image_size is not None or start is None:
         return cfg.image_size
-    return default_size(PRETRAINED.get(name), typical_side(p for p, _ in data.train))
+    return default_size(start, typical_side(p for p, _ in data.train))
 
 
 def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneResult:

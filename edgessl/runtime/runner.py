@@ -13,19 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
 from pathlib import Path
 
 from edgessl.config import MAX_BATCH, MAX_RUNS, Range, check_value
-from edgessl.errors import (
-    ConfigError,
-    EdgesslError,
-    OutputExistsError,
-    printable,
-    unknown_choice,
-)
+from edgessl.errors import ConfigError, EdgesslError, printable, unknown_choice
+from edgessl.io import check_outputs, dumps_json, write_json
 from edgessl.limits import MAX_CLASSES
 
 BUNDLE_FILE = "bundle.json"
@@ -43,10 +36,8 @@ def check_options(args) -> None:
         value = getattr(args, name, None)
         if value is not None:
             check_value(name, value, rng, "--" + name.replace("_", "-"))
-    target = getattr(args, "json", None)
-    if target not in (None, "-") and Path(target).exists() and not args.force:
-        raise OutputExistsError(f"--json '{target}' exists; pass --force to replace it or "
-                                "choose another file")
+    if getattr(args, "json", None) is not None:
+        check_outputs({"--json": args.json}, force=args.force)
 
 
 def read_bundle(folder: Path) -> dict:
@@ -130,7 +121,7 @@ def cmd_predict(folder: Path, bundle: dict, args) -> int:
             else:
                 _print(f"{p.source}\t" + "\t".join(f"{lb} {s:.3f}" for lb, s in p.top_k))
     if args.json:
-        _write_json(args.json, {"model": entry["name"], "predictions": results})
+        _write_json(args.json, {"model": entry["name"], "predictions": results}, args.force)
     return 0
 
 
@@ -154,7 +145,7 @@ def cmd_benchmark(folder: Path, bundle: dict, args) -> int:
             results.append(result)
     if args.json:
         _write_json(args.json, {"host": device_stamp(), "bundle": bundle.get("name"),
-                                "results": results})
+                                "results": results}, args.force)
     if args.json != "-":
         _print(_table(results))
     return 0
@@ -194,30 +185,12 @@ def _print(text: str, file=None) -> None:
     print(printable(text, lines=True), file=file or sys.stdout)
 
 
-def _finite(data):
-    """``data`` with NaN and infinities as None: strict JSON for any parser."""
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_finite(v) for v in data]
-    return data
-
-
-def _write_json(target: str, data: dict) -> None:
-    """Strict JSON to stdout ("-") or a file, written under a temporary name and renamed."""
-    text = json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
+def _write_json(target: str, data: dict, force: bool) -> None:
+    """Strict JSON to stdout ("-") or a file, as the host writes it (``edgessl.io``)."""
     if target == "-":
-        print(text)
+        print(dumps_json(data, "--json"), end="")
         return
-    path = Path(target)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_json(target, data, force=force)
     print(f"wrote {target}", file=sys.stderr)
 
 

@@ -14,6 +14,7 @@ from typing import Annotated
 import torch
 
 from edgessl.backbones import BackboneSpec, create_backbone
+from edgessl.backbones.pretrained import find_start
 from edgessl.checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelCard, read_card
 from edgessl.config import (
     MAX_BATCH,
@@ -267,10 +268,8 @@ def _output_folder(config: PretrainConfig, spec: BackboneSpec, dist: Distributed
 
 
 def _saved_epochs(out: Path) -> int:
-    """The epochs a run to ``out`` planned (a resumed --budget run keeps its plan)."""
-    if not out.is_dir():
-        raise CheckpointError(f"nothing to resume: '{out}' does not exist; start without "
-                              "--resume")
+    """The epochs a run to ``out`` planned (a resumed --budget run keeps its plan); ``out``
+    exists (``_output_folder`` checked it)."""
     return int(read_card(out).training["epochs"])
 
 
@@ -299,14 +298,6 @@ def epoch_loader(dataset, batch_size: int, seed: int, epoch: int, skip: int):
                                        generator=torch.Generator().manual_seed(seed))
 
 
-def _pretrained_start(config: PretrainConfig):
-    """The registered pretrained start ``config.backbone`` names, or None."""
-    from edgessl.backbones.pretrained import PRETRAINED
-
-    name = config.backbone.removeprefix("pretrained:")
-    return PRETRAINED.get(name) if name in PRETRAINED else None
-
-
 def _check_image_size(config: PretrainConfig, method_cls) -> None:
     """Refuse an image size the backbone or the augmentations cannot take, before building.
 
@@ -320,7 +311,7 @@ def _check_image_size(config: PretrainConfig, method_cls) -> None:
     path = Path(config.backbone).expanduser()
     if is_checkpoint(path) or path.suffix.lower() in WEIGHTS_SUFFIXES:
         return
-    start = _pretrained_start(config)
+    start = find_start(config.backbone)
     augment = build_augment(config.augment or method_cls.augment, config.augment_overrides)
     require_image_size(f"timm:{start.arch}" if start else config.backbone, config.image_size,
                        augment, method_cls.num_views)
@@ -352,7 +343,7 @@ def _initial_backbone(config: PretrainConfig) -> _Init:
     from edgessl.checkpoint import is_checkpoint
 
     path = Path(config.backbone).expanduser()
-    if (config.weights is None and not is_checkpoint(path) and _pretrained_start(config) is None
+    if (config.weights is None and not is_checkpoint(path) and find_start(config.backbone) is None
             and path.suffix.lower() not in WEIGHTS_SUFFIXES):
         backbone = create_backbone(BackboneSpec.for_images(config.backbone, config.image_size))
         return _Init(backbone, backbone.spec, None)
@@ -512,18 +503,17 @@ def _training_images(config: PretrainConfig, root: Path) -> tuple[list[Path], in
     if not config.exclude_val:
         return paths, 0
     given = Path(config.data).expanduser() if config.data is not None else root
-    held_out = {p.resolve() for p in finetune_val_images(given, DEFAULT_VAL_FRACTION,
-                                                         config.seed)}
+    held_out = set(finetune_val_images(given, paths, DEFAULT_VAL_FRACTION, config.seed))
     if not held_out:
         return paths, 0
-    kept = [p for p in paths if p.resolve() not in held_out]
+    kept = [p for p in paths if p not in held_out]
     log.info("left out the %d images that finetune holds out as val from this folder (same "
              "seeded split, --seed %d), so its val top-1 stays clean; --include-val trains on "
              "them too", len(paths) - len(kept), config.seed)
     return kept, len(paths) - len(kept)
 
 
-def _budget_epochs(config: PretrainConfig, budget_s: float, trainer, method, views, setup,
+def _budget_epochs(config: PretrainConfig, budget_s: float, method, views, setup,
                    dataset, batch_size: int, steps_per_epoch: int, dist: Distributed) -> int:
     """The epochs that fit ``budget_s``, from the time of a few steps on a copy of the model
     (the run itself, its random state and its weights are untouched)."""
@@ -591,7 +581,7 @@ def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed)
     epochs = config.epochs or DEFAULT_EPOCHS
     if budget_s is not None:
         epochs = (_saved_epochs(out) if config.resume else
-                  _budget_epochs(config, budget_s, trainer, method, views, setup, dataset,
+                  _budget_epochs(config, budget_s, method, views, setup, dataset,
                                  batch_size, steps_per_epoch, dist))
     optimizer = build_optimizer(method, setup.optimizer, setup.lr, config.weight_decay)
     total = epochs * steps_per_epoch
