@@ -67,13 +67,23 @@ def test_compare_runs_every_arm_on_the_same_folds_and_reports(digits_dir, tmp_pa
 def test_compare_refuses_bad_settings_before_any_work(digits_dir, tmp_path):
     from tests.cli_helpers import invoke, one_line_error
 
+    labeled = _folder(digits_dir, tmp_path)
     with pytest.raises(ConfigError, match="unknown comparison arm 'pixel'"):
         CompareConfig(arms=("pixel",))
+    # names the later arms use fail when the config is made, not after the first arms ran
+    with pytest.raises(ConfigError, match="unknown pretrained start 'efficientnet_lite9'"):
+        CompareConfig(start="efficientnet_lite9")
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet_tinny'"):
+        CompareConfig(arch="resnet_tinny")
+    with pytest.raises(ConfigError, match="unknown SSL method 'simclrr'"):
+        CompareConfig(ssl_method="simclrr")
+    line = one_line_error(invoke("compare", labeled, "--unlabeled",
+                                 tmp_path / "nowhere", "--out", tmp_path / "c2"))
+    assert "unlabeled data folder" in line and "does not exist" in line
     line = one_line_error(invoke("compare", tmp_path / "missing"))
     assert "does not exist" in line
     (tmp_path / "cmp").mkdir()
-    line = one_line_error(invoke("compare", _folder(digits_dir, tmp_path), "--out",
-                                 tmp_path / "cmp"))
+    line = one_line_error(invoke("compare", labeled, "--out", tmp_path / "cmp"))
     assert "--force" in line
     line = one_line_error(invoke("compare", "--folds", "1"))
     assert "--folds" in line

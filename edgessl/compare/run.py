@@ -22,12 +22,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from edgessl.backbones.pretrained import DEFAULT_START
+from edgessl.backbones import BACKBONES, list_backbones
+from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED, find_start
 from edgessl.compare.arms import ARMS, ORDER, ArmContext
 from edgessl.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MIN_TRAIN_SIDE, Range, check_fields
+from edgessl.data.images import require_dir
 from edgessl.data.labeled import LabeledData, Sample
-from edgessl.errors import ConfigError, DataError
+from edgessl.errors import ConfigError, DataError, unknown_choice
 from edgessl.limits import MAX_IMAGE_SIDE
+from edgessl.ssl import METHODS
 
 log = logging.getLogger("edgessl")
 
@@ -85,6 +88,16 @@ class CompareConfig:
             raise ConfigError(f"--arms is empty; choose from: {', '.join(ORDER)}")
         for name in self.arms:
             ARMS.get(name)
+        # names that only the later arms use fail now, not after minutes of the first ones
+        if find_start(self.start) is None:
+            raise unknown_choice("pretrained start", self.start, PRETRAINED.names())
+        METHODS.get(self.ssl_method)
+        arch = self.arch.removeprefix("timm:")
+        if arch not in BACKBONES:
+            import timm
+
+            if not timm.is_model(arch):
+                raise unknown_choice("backbone", arch, list_backbones(arch))
 
 
 @dataclass(frozen=True)
@@ -164,8 +177,6 @@ def _link_pool(files: list[Path], folder: Path) -> Path:
 
 def _ssl_pool(cfg: CompareConfig, rest: list[Path], chosen: list[Sample],
               work: Path) -> tuple[Path, str]:
-    from edgessl.data.images import require_dir
-
     if cfg.unlabeled is not None:
         return require_dir(cfg.unlabeled, "unlabeled data folder"), f"'{cfg.unlabeled}'"
     if rest:
@@ -221,6 +232,8 @@ def compare(cfg: CompareConfig) -> CompareResult:
     out = Path(cfg.out or "compare")
     check_outputs({"--out": out}, {"DATA": cfg.data, "--unlabeled": cfg.unlabeled},
                   force=cfg.force)
+    if cfg.unlabeled is not None:
+        require_dir(cfg.unlabeled, "unlabeled data folder")
     data, chosen, rest = _labeled_pool(cfg)
     folds = make_folds(chosen, cfg.folds, cfg.seed, data.classes)
     with atomic_dir(out, force=cfg.force) as tmp:

@@ -545,8 +545,8 @@ def _budget_epochs(config: PretrainConfig, budget_s: float, method, views, setup
 
 
 def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed):
+    budget_s = parse_budget(config.budget)  # a flag: before any image is read
     paths, excluded = _training_images(config, root)
-    budget_s = parse_budget(config.budget)
     _check_image_size(config, method_cls)
     seed_everything(config.seed)
     init = _initial_backbone(config)
