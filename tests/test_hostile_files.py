@@ -366,6 +366,52 @@ def test_exif_orientation_is_applied_wherever_images_are_read(tmp_path, onnx_mod
     assert np.allclose(model.preprocess([path]), model.preprocess([expected]))
 
 
+# --- transparency -------------------------------------------------------------------------
+
+def _transparent_images(folder):
+    """The same red square on a transparent background, stored four ways: RGBA whose
+    transparent pixels hold black, RGBA holding green, LA (grey + alpha), and a palette PNG
+    with a transparent colour (PIL's plain convert("RGB") shows each background differently)."""
+    from PIL import Image
+
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[4:12, 4:12] = (255, 0, 0, 255)
+    green = rgba.copy()
+    green[rgba[..., 3] == 0] = (0, 255, 0, 0)
+    la = np.zeros((16, 16, 2), np.uint8)
+    la[4:12, 4:12] = (76, 255)  # the grey of pure red
+    Image.fromarray(rgba, "RGBA").save(folder / "black.png")
+    Image.fromarray(green, "RGBA").save(folder / "green.png")
+    Image.fromarray(la, "LA").save(folder / "la.png")
+    pal = Image.fromarray(rgba[..., :3]).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    index = pal.getpixel((0, 0))
+    pal.save(folder / "palette.png", transparency=index)
+    return [folder / n for n in ("black.png", "green.png", "la.png", "palette.png")]
+
+
+def test_transparent_pixels_are_white_wherever_images_are_read(tmp_path, onnx_model):
+    from PIL import Image
+
+    from edgessl.data.images import open_rgb, to_rgb
+    from edgessl.data.preprocess import preprocess
+    from edgessl.runtime import load
+
+    model = load(onnx_model)
+    for path in _transparent_images(tmp_path):
+        image = np.asarray(open_rgb(path))
+        assert (image[0, 0] == 255).all() and (image[-1, -1] == 255).all(), path.name
+        assert image[8, 8].tolist() != [255, 255, 255], path.name  # the square stays
+        with Image.open(path) as raw:
+            raw.load()
+            in_memory = to_rgb(raw)  # a PIL image handed to the API, not a path
+            assert np.array_equal(np.asarray(in_memory), image)
+            assert np.allclose(preprocess(raw, 16, (0.5,) * 3, (0.5,) * 3),
+                               preprocess(path, 16, (0.5,) * 3, (0.5,) * 3))
+            assert np.allclose(model.preprocess([raw]), model.preprocess([path]))
+    opaque = Image.fromarray(np.full((4, 4, 3), 7, np.uint8))
+    assert to_rgb(opaque) is opaque
+
+
 # --- .ckpt: decided by content --------------------------------------------------------------
 
 class _Payload:

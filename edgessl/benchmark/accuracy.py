@@ -81,10 +81,10 @@ def model_inputs(meta, images) -> np.ndarray:
 
     if not getattr(meta, "raw_input", False):
         return preprocess_batch(images, meta.image_size, meta.mean, meta.std)
-    from edgessl.data.images import open_rgb
+    from edgessl.data.images import open_rgb, to_rgb
     from edgessl.data.preprocess import resize_center_crop
 
-    pil = [open_rgb(i) if isinstance(i, (str, Path)) else i.convert("RGB") for i in images]
+    pil = [open_rgb(i) if isinstance(i, (str, Path)) else to_rgb(i) for i in images]
     return np.stack([np.asarray(resize_center_crop(i, meta.image_size), np.uint8) for i in pil])
 
 

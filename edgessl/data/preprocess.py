@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgessl.data.images import open_rgb
+from edgessl.data.images import open_rgb, to_rgb
 
 
 def resize_center_crop(img, size: int):
@@ -46,8 +46,8 @@ def preprocess(image, image_size: int, mean: Sequence[float], std: Sequence[floa
     """A path or PIL image -> float32 [3, image_size, image_size] normalised with mean/std."""
     if isinstance(image, (str, Path)):
         image = open_rgb(image, min_side=image_size)
-    elif image.mode != "RGB":
-        image = image.convert("RGB")
+    else:
+        image = to_rgb(image)
     return to_chw(resize_center_crop(image, image_size), mean, std)
 
 

@@ -165,7 +165,7 @@ class DeployedModel:
 
         Returns float32 [N, 3, S, S] normalised, or uint8 [N, S, S, 3] when ``raw_input``.
         """
-        from edgessl.data.images import open_rgb
+        from edgessl.data.images import open_rgb, to_rgb
         from edgessl.data.preprocess import resize_center_crop, to_chw
 
         m = self.meta
@@ -181,8 +181,8 @@ class DeployedModel:
                     raise
                 except Exception as exc:  # noqa: BLE001 - any decoder failure, bombs included
                     raise DataError(f"'{source}' is not a readable image ({exc})") from None
-            elif image.mode != "RGB":
-                image = image.convert("RGB")
+            else:
+                image = to_rgb(image)
             image = resize_center_crop(image, m.image_size)
             out.append(np.asarray(image, np.uint8) if self.raw_input
                        else to_chw(image, m.mean, m.std))
