@@ -16,6 +16,7 @@ from edgessl.ssl.plan import (
     choose_batch,
     epochs_for_budget,
     freeze_early,
+    hold_norm_statistics,
     parse_budget,
     warmup_steps,
 )
@@ -61,6 +62,28 @@ def test_freeze_early_freezes_the_first_tensors_and_their_norm_statistics():
     assert net[1].momentum == 0.1  # its bias still trains: the layer is not all frozen
     assert freeze_early(net, 0.5) == 4
     assert net[1].momentum == 0.0 and net[3].momentum == 0.1
+
+
+def test_held_norm_statistics_survive_train_mode_and_copies():
+    import copy
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    with torch.no_grad():
+        net[1].running_mean.fill_(5.0)
+    assert hold_norm_statistics(net) == 1
+    teacher = copy.deepcopy(net)  # what BYOL, MoCo and DINO do for their EMA teacher
+    for module in (net, teacher):
+        module.train()
+        x = torch.randn(8, 3, 6, 6)
+        out = module(x)
+        assert module[1].running_mean.eq(5.0).all()  # not updated
+        assert torch.allclose(out, module.eval()(x))  # normalised with the running statistics
+    out.sum().backward()
+    assert net[1].weight.grad is None  # the teacher's output: not the student's
+    net.train()(x).sum().backward()
+    assert net[1].weight.grad is not None  # the affine weights still train
+    assert set(net.state_dict()) == set(torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).state_dict())
 
 
 def _rows(losses, knn=None):
@@ -155,8 +178,9 @@ def test_the_probe_in_the_span_of_its_samples_is_the_same_probe():
 
 
 def test_ssl_continues_from_a_pretrained_start_with_its_settings(digits_dir, tmp_path):
-    """Domain-adaptive pretraining: the start's normalisation and record, a tenth of the LR,
-    the earliest quarter frozen, the architecture as the weights were trained."""
+    """Domain-adaptive pretraining: the start's normalisation and record, a fiftieth of the LR,
+    the earliest three quarters frozen, the BatchNorm statistics held, the architecture as the
+    weights were trained."""
     from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED, pretrained_state_dict
     from edgessl.models import load_model
 
@@ -169,9 +193,23 @@ def test_ssl_continues_from_a_pretrained_start_with_its_settings(digits_dir, tmp
     assert card.mean == (0.5, 0.5, 0.5) and card.std == (0.5, 0.5, 0.5)
     assert card.backbone["small_stem"] is False
     training = card.training
-    assert training["lr"] == pytest.approx(0.5 * 0.1 * 32 / 256)  # SimCLR's, x 0.1, batch 32
-    assert training["freeze"] == 0.25 and training["frozen_tensors"] > 0
+    assert training["lr"] == pytest.approx(0.5 * 0.02 * 32 / 256)  # SimCLR's, x 0.02, batch 32
+    assert training["freeze"] == 0.75 and training["frozen_tensors"] > 0
+    assert training["norm_statistics_held"] == sum(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     # the frozen stem kept its ImageNet weights; a later layer moved
     weights = pretrained_state_dict(start)
     assert torch.equal(model.model.conv_stem.weight, weights["conv_stem.weight"])
     assert not torch.equal(model.model.conv_head.weight, weights["conv_head.weight"])
+    # every running statistic is still the pretrained one, the trained layers' too
+    state = model.model.state_dict()
+    stats = [k for k in weights if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(state[k], weights[k]) for k in stats)
+    # --update-norm-stats: they follow the new images again
+    updated = pretrain(PretrainConfig(data=str(root), backbone=DEFAULT_START, image_size=32,
+                                      epochs=1, batch_size=32, hold_norm_stats=False,
+                                      out=str(tmp_path / "dapt-update")))
+    model, card = load_model(updated.path)
+    assert card.training["norm_statistics_held"] == 0
+    assert not torch.equal(model.model.state_dict()["bn2.running_mean"],
+                           weights["bn2.running_mean"])

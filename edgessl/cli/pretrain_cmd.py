@@ -45,10 +45,14 @@ def pretrain_command(
         None, help="sgd or adamw.", show_default="the method's"),
     lr: float | None = typer.Option(
         None, help="Peak learning rate.",
-        show_default="the method's base LR x batch size / 256, x 0.1 from pretrained weights"),
+        show_default="the method's base LR x batch size / 256, x 0.02 from pretrained weights"),
     freeze: float | None = typer.Option(
         None, help="Share of the backbone's tensors, earliest first, kept frozen.",
-        show_default="0.25 from pretrained weights, else 0"),
+        show_default="0.75 from pretrained weights, else 0"),
+    hold_norm_stats: bool | None = typer.Option(
+        None, "--hold-norm-stats/--update-norm-stats",
+        help="Normalise with the backbone's pretrained BatchNorm statistics and keep them.",
+        show_default="hold from pretrained weights, update from scratch"),
     weight_decay: float | None = typer.Option(
         None, help="Weight decay, not on norms and biases.",
         show_default="1e-4 for SGD, 0.05 for AdamW"),
@@ -115,6 +119,7 @@ def pretrain_command(
             "weights": str(weights) if weights else None, "weights_key": weights_key,
             "image_size": image_size, "epochs": epochs, "budget": budget,
             "batch_size": batch_size, "freeze": freeze, "exclude_val": exclude_val,
+            "hold_norm_stats": hold_norm_stats,
             "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
             "warmup_epochs": warmup_epochs, "grad_clip": grad_clip, "seed": seed,
             "augment_overrides": augment or None,

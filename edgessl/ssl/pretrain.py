@@ -50,6 +50,7 @@ from edgessl.ssl.plan import (
     choose_batch,
     epochs_for_budget,
     freeze_early,
+    hold_norm_statistics,
     parse_budget,
     time_steps,
     warmup_steps,
@@ -97,10 +98,14 @@ class PretrainConfig:
             measured step time (at most ``epochs``).
         optimizer: "sgd" or "adamw"; None = the method's default (AdamW for ViT backbones).
         lr: peak learning rate; None = the method's base LR scaled by the batch used / 256,
-            times 0.1 when continuing from pretrained weights.
+            times 0.02 when continuing from pretrained weights.
         freeze: share of the backbone's parameter tensors, earliest first, kept frozen; None =
-            0.25 when continuing from pretrained weights (a pretrained start, a checkpoint or
-            ``weights``), else 0.
+            0.75 when continuing from pretrained weights (a pretrained start, a checkpoint or
+            ``weights``), else 0. Continuing also holds the norm layers' running statistics
+            at the pretrained ones (see ``hold_norm_stats``).
+        hold_norm_stats: normalise with the backbone's running (pretrained) BatchNorm
+            statistics and never update them (``edgessl.ssl.plan.hold_norm_statistics``);
+            None = on when continuing from pretrained weights, off from scratch.
         weight_decay: None = 1e-4 for SGD, 0.05 for AdamW; never on norms and biases.
         warmup_epochs: linear warm-up before the cosine decay (at most 20% of the steps).
         grad_clip: clip the gradient norm to this value (0 = off).
@@ -143,6 +148,7 @@ class PretrainConfig:
     lr: Annotated[float | None, Range(gt=0, le=MAX_LR)] = None
     weight_decay: Annotated[float | None, Range(ge=0, le=1)] = None
     freeze: Annotated[float, Range(ge=0, lt=1)] | None = None
+    hold_norm_stats: bool | None = None
     warmup_epochs: Annotated[int, Range(ge=0, le=MAX_EPOCHS)] = 2
     grad_clip: Annotated[float, Range(ge=0, note="0 = off")] = 0.0
     seed: Annotated[int, Range(ge=0, le=MAX_SEED)] = 0
@@ -383,7 +389,7 @@ class _Setup:
 def _setup(config: PretrainConfig, method_cls, backbone, dist: Distributed, batch_size: int,
            continued: bool) -> _Setup:
     """Defaults decided once: precision, layout, optimiser, LR from the batch actually used
-    (a tenth of it when continuing from pretrained weights) and the frozen share."""
+    (a fiftieth of it when continuing from pretrained weights) and the frozen share."""
     device = dist.device(resolve_device(config.device))
     if config.precision == "auto":
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -565,10 +571,13 @@ def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed)
     dist.check_batch(batch_size)
     setup = _setup(config, method_cls, backbone, dist, batch_size, init_from is not None)
     frozen = freeze_early(backbone, setup.freeze)
-    if frozen:
+    hold = (init_from is not None if config.hold_norm_stats is None
+            else config.hold_norm_stats)
+    held = hold_norm_statistics(backbone) if hold else 0
+    if init_from is not None:
         log.info("continuing from pretrained weights: the first %d of %d backbone tensors are "
-                 "frozen (--freeze %.2f), lr %.4g", frozen, len(list(backbone.parameters())),
-                 setup.freeze, setup.lr)
+                 "frozen (--freeze %.2f), lr %.4g, the running statistics of %d norm layers "
+                 "held", frozen, len(list(backbone.parameters())), setup.freeze, setup.lr, held)
     views = BatchViews(setup.augment, config.image_size, mean, std, method_cls.num_views)
     steps_per_epoch = len(dataset) // batch_size
     method = method_cls(backbone, method_config).to(setup.device).train()
@@ -599,6 +608,7 @@ def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed)
                                        if config.weight_decay is None else config.weight_decay),
                       "warmup_epochs": config.warmup_epochs, "warmup_steps": warmup,
                       "budget": config.budget, "freeze": setup.freeze, "frozen_tensors": frozen,
+                      "norm_statistics_held": held,
                       "grad_clip": config.grad_clip, "seed": config.seed,
                       "loss_per_epoch": run.losses,
                       "knn_top1": next((r["knn_top1"] for r in reversed(run.history)
