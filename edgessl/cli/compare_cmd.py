@@ -28,7 +28,9 @@ def compare_command(
                               help="Pretrained start (see 'edgessl backbones')."),
     arch: str = typer.Option("resnet_tiny_s2", help="Architecture of scratch and SSL."),
     image_size: int = typer.Option(32, help="Image side for pixels, scratch and SSL."),
-    pretrained_size: int = typer.Option(96, help="Image side for the pretrained arms."),
+    pretrained_size: int | None = typer.Option(
+        None, help="Image side for the pretrained arms.",
+        show_default="finetune's for the start and these images (128 px and up)"),
     ssl_epochs: int = typer.Option(30, help="Epochs of SSL from scratch."),
     continued_epochs: int = typer.Option(5, help="Epochs of SSL continued from the start."),
     full_epochs: int = typer.Option(30, help="Epochs of each full fine-tune."),

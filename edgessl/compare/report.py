@@ -33,7 +33,18 @@ def format_markdown(result: CompareResult) -> str:
     return "\n".join([
         f"# Which start to ship: {result.labeled_images} labeled images, {k} per class, "
         f"{result.folds}-fold cross-validation", "", *rows, "",
-        f"SSL pool: {result.ssl_pool}.", "", f"Recommended: {result.reason}.", ""])
+        f"SSL pool: {result.ssl_pool}.", "", *_settings_line(result),
+        f"Recommended: {result.reason}.", ""])
+
+
+def _settings_line(result: CompareResult) -> list[str]:
+    s = result.settings
+    if not s:
+        return []
+    return [f"Settings: start {s['start']} at {s['pretrained_size']} px; scratch and SSL "
+            f"{s['arch']} at {s['image_size']} px; SSL {s['ssl_method']} {s['ssl_epochs']} "
+            f"epochs, continued {s['continued_epochs']}; full fine-tunes "
+            f"{s['full_epochs']} epochs; seed {s['seed']}.", ""]
 
 
 def write_plot(result: CompareResult, path: Path) -> Path:

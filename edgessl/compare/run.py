@@ -14,6 +14,7 @@ says so (``ssl_pool``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import statistics
@@ -49,7 +50,9 @@ class CompareConfig:
         start: the pretrained start of the pretrained arms.
         arch: the architecture of the scratch and SSL-from-scratch arms.
         image_size: side (px) for pixels, scratch and SSL from scratch.
-        pretrained_size: side (px) for the pretrained arms.
+        pretrained_size: side (px) for the pretrained arms; None = the side ``finetune``
+            would give the start on this data (``default_size``), so the recommended start is
+            measured as it would be shipped.
         ssl_method, ssl_epochs, ssl_batch_size: SSL from scratch.
         continued_epochs: epochs of SSL continued from the pretrained start.
         full_epochs: epochs of each full fine-tune.
@@ -70,7 +73,7 @@ class CompareConfig:
     start: str = DEFAULT_START
     arch: str = "resnet_tiny_s2"
     image_size: Annotated[int, Range(ge=MIN_TRAIN_SIDE, le=MAX_IMAGE_SIDE)] = 32
-    pretrained_size: Annotated[int, Range(ge=MIN_TRAIN_SIDE, le=MAX_IMAGE_SIDE)] = 96
+    pretrained_size: Annotated[int, Range(ge=MIN_TRAIN_SIDE, le=MAX_IMAGE_SIDE)] | None = None
     ssl_method: str = "simclr"
     ssl_epochs: Annotated[int, Range(ge=1, le=MAX_EPOCHS)] = 30
     ssl_batch_size: Annotated[int, Range(ge=2, le=MAX_BATCH)] = 128
@@ -126,6 +129,7 @@ class CompareResult:
     ssl_pool: str
     path: Path
     notes: tuple[str, ...] = field(default_factory=tuple)
+    settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -219,6 +223,26 @@ def recommend(results: list[ArmResult]) -> tuple[str, str]:
     return simplest.name, reason
 
 
+def _settings(cfg: CompareConfig) -> dict:
+    """What the arms were run with (the report's record; paths left out)."""
+    keep = ("arms", "start", "arch", "image_size", "pretrained_size", "ssl_method",
+            "ssl_epochs", "continued_epochs", "full_epochs", "pretrained_full_lr", "seed")
+    return {k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in asdict(cfg).items() if k in keep}
+
+
+def _start_side(cfg: CompareConfig, chosen) -> int:
+    """The side ``finetune`` gives ``cfg.start`` on these images."""
+    from edgessl.backbones.pretrained import default_size
+    from edgessl.data.images import typical_side
+
+    start = find_start(cfg.start)
+    side = default_size(start, typical_side([p for p, _ in chosen]))
+    log.info("pretrained arms at %d px (finetune's size for %s on these images)", side,
+             cfg.start)
+    return side
+
+
 def compare(cfg: CompareConfig) -> CompareResult:
     """Run every arm of ``cfg`` on the same folds and write compare.json/.md/.png.
 
@@ -235,6 +259,8 @@ def compare(cfg: CompareConfig) -> CompareResult:
     if cfg.unlabeled is not None:
         require_dir(cfg.unlabeled, "unlabeled data folder")
     data, chosen, rest = _labeled_pool(cfg)
+    if cfg.pretrained_size is None:
+        cfg = dataclasses.replace(cfg, pretrained_size=_start_side(cfg, chosen))
     folds = make_folds(chosen, cfg.folds, cfg.seed, data.classes)
     with atomic_dir(out, force=cfg.force) as tmp:
         work = tmp / "work"
@@ -245,7 +271,7 @@ def compare(cfg: CompareConfig) -> CompareResult:
         results = [_run_arm(ctx, name, data, folds) for name in ORDER if name in cfg.arms]
         name, reason = recommend(results)
         result = CompareResult(tuple(results), name, reason, cfg.labels_per_class, cfg.folds,
-                               len(chosen), pool_text, out)
+                               len(chosen), pool_text, out, settings=_settings(cfg))
         write_report(result, tmp)
     log.info("recommended: %s", reason)
     return result
