@@ -58,6 +58,13 @@ def test_profile_is_frozen():
      r"options for 'CUDAExecutionProvider', which is not in 'providers'"),
     ("static_batch = 4\nbatch_sizes = [1, 4]\n", r"must be \[4\] with 'static_batch' = 4"),
     ('arch = "aarch64"\n', r"'arch' must be"),
+    ('isa = "avx2"\n', r"'isa' must be"),
+    ('isa = ["avx512vnni"]\n', r"unknown ISA flag in 'isa' 'avx512vnni'\. Did you mean "
+                                r"'avx512_vnni'\?"),
+    ('isa = ["avx2", "asimddp"]\n', r"'isa' mixes x86 and Arm flags \(avx2, asimddp\)"),
+    ('isa = ["host", "avx2"]\n', r"'isa' = \['host'\] means the host's own CPU"),
+    ('arch = ["aarch64"]\nisa = ["avx2"]\n', r"'isa' lists x86 flags \(avx2\) but 'arch' is "
+                                             r"aarch64"),
     ("unknown_thing = 1\n", r"unknown key 'unknown_thing'\. Valid keys: .*throughput_hint"),
 ])
 def test_bad_profile_names_the_key(tmp_path, text, match):

@@ -1,9 +1,11 @@
 """``build_bundle``: a model + a device profile -> a folder to copy to the device and run there.
 
-A bundle holds the artifact(s) chosen for the profile, ``bundle.json`` (what it holds), the
-profile, ``run.py`` (predict, benchmark, smoke test) with the light part of edgessl it needs
-under ``lib/``, ``requirements.txt`` for the target, smoke-test images with the host's
-predictions for them, the host's baseline accuracy and latency, and a README for the device.
+A bundle holds the artifact(s) chosen for the profile (INT8 quantized for the profile's CPU,
+not the build host's), ``bundle.json`` (what it holds, and the model the profile recommends,
+listed first: ``run.py``'s default), the profile, ``run.py`` (predict, benchmark, smoke test)
+with the light part of edgessl it needs under ``lib/``, ``requirements.txt`` for the target,
+smoke-test images with the host's predictions for them, the host's baseline accuracy and
+latency, and a README for the device.
 It is assembled under a temporary name and renamed into place.
 """
 
@@ -31,7 +33,7 @@ FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "openvino": "openvino"}
 VENDORED = (
     "__init__.py", "errors.py", "artifact.py", "safety.py", "limits.py", "config.py",
     "io.py", "interrupt.py",
-    "devices/__init__.py", "devices/profile.py",
+    "devices/__init__.py", "devices/profile.py", "devices/host.py",
     "data/__init__.py", "data/images.py", "data/preprocess.py", "data/labeled.py",
     "runtimes/__init__.py", "runtimes/base.py",
     "runtime/__init__.py", "runtime/model.py", "runtime/measure.py", "runtime/runner.py",
@@ -162,7 +164,8 @@ def build_bundle(model: str | Path, config: DeployConfig) -> BundleResult:
                   {"MODEL": model, "--data": config.data,
                    "--profile": profile_file(config.profile)}, force=config.force)
     with atomic_dir(out, force=config.force) as tmp:
-        models = _artifacts(model, profile, runtime, config, tmp)
+        models, recommended = _default_first(profile, _artifacts(model, profile, runtime,
+                                                                 config, tmp))
         data = _data_root(config, tmp / models[0]["path"])
         bundle = {
             "format": "edgessl-bundle/1", "name": out.name, "source": str(model),
@@ -170,6 +173,7 @@ def build_bundle(model: str | Path, config: DeployConfig) -> BundleResult:
             "edgessl_version": _version(), "runtime": runtime,
             "device": device_for(profile, runtime), "profile": dataclasses.asdict(profile),
             "requirements": requirements(profile, runtime), "models": models,
+            "recommended": recommended,
             "smoke": _smoke(tmp, models, data, config.smoke_per_class),
         }
         baseline = _baseline(tmp, models, data, profile, config) if config.baseline else None
@@ -183,6 +187,16 @@ def _version() -> str:
     from edgessl import __version__
 
     return __version__
+
+
+def _default_first(profile, models: list[dict]) -> tuple[list[dict], dict]:
+    """The models with the profile's recommended one first (the runner's default, also for an
+    older runner that takes the first), and the recommendation for bundle.json."""
+    from edgessl.deploy.target import recommend
+
+    recommended = recommend(profile, models, {m["name"]: m.get("validation") for m in models})
+    first = [m for m in models if m["name"] == recommended["model"]]
+    return first + [m for m in models if m["name"] != recommended["model"]], recommended
 
 
 def _artifacts(model: Path, profile, runtime: str, config: DeployConfig, tmp: Path) -> list[dict]:
@@ -205,7 +219,12 @@ def _artifacts(model: Path, profile, runtime: str, config: DeployConfig, tmp: Pa
                         "convert or reject it", model.name, entry["precision"], profile.name,
                         ", ".join(profile.precisions))
         return [entry]
-    return [_export(model, fmt, precision, config, tmp)
+    from edgessl.deploy.target import profile_cpu
+    from edgessl.export.schemes import QuantizeConfig
+
+    # INT8 is quantized for the device's CPU as the profile states it, never the build host's.
+    quant = QuantizeConfig(target=profile_cpu(profile))
+    return [_export(model, fmt, precision, config, tmp, quant)
             for precision in _precisions(profile, fmt, config.precisions)]
 
 
@@ -230,13 +249,16 @@ def _precisions(profile, fmt: str, wanted: tuple[str, ...]) -> list[str]:
     return chosen
 
 
-def _export(checkpoint: Path, fmt: str, precision: str, config: DeployConfig, tmp: Path) -> dict:
+def _export(checkpoint: Path, fmt: str, precision: str, config: DeployConfig, tmp: Path,
+            quant) -> dict:
     from edgessl.export.api import ExportConfig, export_model
+    from edgessl.export.schemes import QuantizeConfig
 
     name = f"{fmt}-{precision}"
     result = export_model(checkpoint, ExportConfig(
-        format=fmt, precision=precision, data=config.data, out=str(tmp / "models" / name)))
-    return _entry(name, result.path, tmp)
+        format=fmt, precision=precision, data=config.data, out=str(tmp / "models" / name),
+        quant=quant if precision == "int8" else QuantizeConfig()))
+    return _entry(name, result.path, tmp, result.report)
 
 
 def _copy_artifact(artifact: Path, tmp: Path, fmt: str) -> dict:
@@ -252,16 +274,36 @@ def _copy_artifact(artifact: Path, tmp: Path, fmt: str) -> dict:
               artifact.parent / "metadata.json"]:
         if f.is_file():
             shutil.copy2(f, folder / f.name)
-    return _entry(name, folder / artifact.name, tmp)
+    return _entry(name, folder / artifact.name, tmp, _read_report(folder / "report.json"))
 
 
-def _entry(name: str, path: Path, tmp: Path) -> dict:
+def _read_report(path: Path) -> dict | None:
+    import json
+
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+# Export report entries a bundle records per model: how it was quantized and how it validated.
+VALIDATION_KEYS = ("scheme", "scheme_reason", "top1_drop_points", "top1_agreement", "cosine",
+                   "val_images")
+
+
+def _entry(name: str, path: Path, tmp: Path, report: dict | None) -> dict:
     from edgessl.runtime import load
 
     meta = load(path).meta
-    return {"name": name, "path": path.relative_to(tmp).as_posix(), "format": meta.format,
-            "precision": meta.precision, "task": meta.task, "labels": list(meta.labels),
-            "image_size": meta.image_size}
+    entry = {"name": name, "path": path.relative_to(tmp).as_posix(), "format": meta.format,
+             "precision": meta.precision, "task": meta.task, "labels": list(meta.labels),
+             "image_size": meta.image_size}
+    if report is not None:
+        entry["validation"] = {k: report[k] for k in VALIDATION_KEYS
+                               if isinstance(report.get(k), (str, int, float))
+                               and not isinstance(report.get(k), bool)}
+    return entry
 
 
 def _data_root(config: DeployConfig, artifact: Path) -> Path | None:
@@ -357,7 +399,9 @@ def _readme(bundle: dict, baseline: dict | None) -> str:
     return string.Template(text).substitute(
         name=bundle["name"], profile=bundle["profile"]["name"], version=bundle["edgessl_version"],
         created=bundle["created"], source=bundle["source"], runtime=bundle["runtime"],
-        device=bundle["device"], model_rows="\n".join(rows), host_cpu=host)
+        device=bundle["device"], model_rows="\n".join(rows), host_cpu=host,
+        default_model=bundle["recommended"]["model"],
+        default_reason=bundle["recommended"]["reason"])
 
 
 def _archive(folder: Path, archive: Path, force: bool) -> None:
@@ -374,7 +418,14 @@ def bundle_summary(result: BundleResult) -> str:
     b = result.bundle
     lines = [f"wrote {result.path} ({b['runtime']} on {b['device']}, profile "
              f"{b['profile']['name']})"]
-    lines += [f"  {m['name']:<16} {m['path']}" for m in b["models"]]
+    for m in b["models"]:
+        default = "  (default)" if m["name"] == b["recommended"]["model"] else ""
+        lines.append(f"  {m['name']:<16} {m['path']}{default}")
+        if m["precision"] == "int8" and m.get("validation", {}).get("scheme_reason"):
+            lines.append(f"    int8 scheme {m['validation']['scheme']}: "
+                         f"{m['validation']['scheme_reason']}")
+    lines.append(f"  default model: {b['recommended']['model']} "
+                 f"({b['recommended']['reason']}); run.py predict --model NAME picks another")
     lines.append(f"  smoke images: {len(b['smoke']['expected'])}; requirements: "
                  f"{', '.join(b['requirements'])}")
     if result.archive is not None:

@@ -20,11 +20,27 @@ BOARD_MODEL = Path("/proc/device-tree/model")  # single-board computers: "Raspbe
 OPENVINO_ACCELERATORS = ("GPU", "NPU")
 
 # ISA extensions that decide which kernels ONNX Runtime / OpenVINO pick: AVX2 and AVX-512 for
-# fp32, VNNI and AMX for fast int8 (and bf16), asimd/asimddp/sve/i8mm on Arm.
-KNOWN_FLAGS = (
-    "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
-    "amx_bf16", "asimd", "asimddp", "sve", "i8mm",
-)
+# fp32, VNNI and AMX for fast int8 (and bf16), asimd/asimddp/sve/i8mm on Arm. Device profiles
+# name their target's ISA with these names too (DeviceProfile.isa).
+X86_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
+             "amx_int8", "amx_bf16")
+ARM_FLAGS = ("asimd", "asimddp", "sve", "i8mm")
+KNOWN_FLAGS = (*X86_FLAGS, *ARM_FLAGS)
+# platform.machine() names (as in DeviceProfile.arch) -> CPU family ("x86" or "arm").
+ARCH_FAMILIES = {
+    "x86_64": "x86", "amd64": "x86", "x64": "x86", "i386": "x86", "i686": "x86", "x86": "x86",
+    "aarch64": "arm", "arm64": "arm", "armv8l": "arm", "armv7l": "arm",
+}
+
+
+def arch_family(machine: str) -> str:
+    """"x86", "arm", or "" for a platform.machine() name edgessl does not know."""
+    return ARCH_FAMILIES.get(machine.lower(), "")
+
+
+def flag_family(flag: str) -> str:
+    """"x86" or "arm" for a KNOWN_FLAGS name, "" for any other."""
+    return "x86" if flag in X86_FLAGS else "arm" if flag in ARM_FLAGS else ""
 
 
 @dataclass(frozen=True)

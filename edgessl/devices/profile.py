@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from edgessl.config import MAX_BATCH, MAX_THREADS, Range, check_fields, from_dict, load_toml
+from edgessl.devices.host import KNOWN_FLAGS, arch_family, flag_family
 from edgessl.errors import ConfigError, unknown_choice
 
 # The runtime names of edgessl.runtimes.registry.RUNTIMES, repeated here so that reading a
@@ -58,6 +59,12 @@ class DeviceProfile:
         batch_sizes: batch sizes of the throughput sweep.
         systems: operating systems (platform.system(): Linux, Darwin, Windows); empty = any.
         arch: CPU architectures (platform.machine(): x86_64, aarch64, arm64); empty = any.
+        isa: the target CPU's ISA extensions, as ``edgessl devices`` names them
+            (edgessl.devices.host.KNOWN_FLAGS: avx2, avx512_vnni, avx_vnni, asimddp, ...);
+            INT8 schemes are chosen for these, never for the build host. Empty = not stated:
+            the scheme then follows ``arch`` alone (7-bit weights unless it is Arm).
+            ``["host"]``: the device is the host edgessl runs on (the ``cpu`` profile), whose
+            own flags are read.
         board: text that must appear in the board name (/proc/device-tree/model), e.g.
             "Raspberry Pi 5"; empty = any host.
         setup: one line on how to get the target working (shown when it is unavailable).
@@ -81,6 +88,7 @@ class DeviceProfile:
     batch_sizes: Annotated[tuple[int, ...], Range(ge=1, le=MAX_BATCH)] = (1,)
     systems: tuple[str, ...] = ()
     arch: tuple[str, ...] = ()
+    isa: tuple[str, ...] = ()
     board: str = ""
     setup: str = ""
 
@@ -95,6 +103,7 @@ class DeviceProfile:
                 raise _in(where, unknown_choice("runtime", runtime, RUNTIME_NAMES))
         self._check_choices(where)
         self._check_numbers(where)
+        self._check_isa(where)
         if "pytorch" in self.runtimes and self.device.upper().split(":")[0] not in TORCH_DEVICES:
             raise ConfigError(f"{where}: runtime 'pytorch' needs 'device' CPU or CUDA, got "
                               f"'{self.device}'; drop pytorch from 'runtimes' or fix 'device'")
@@ -129,6 +138,36 @@ class DeviceProfile:
         if self.static_batch is not None and set(self.batch_sizes) != {self.static_batch}:
             raise ConfigError(f"{where}: 'batch_sizes' {list(self.batch_sizes)} must be "
                               f"[{self.static_batch}] with 'static_batch' = {self.static_batch}")
+
+    def _check_isa(self, where: str) -> None:
+        if "host" in self.isa:
+            if self.isa != ("host",):
+                raise ConfigError(f"{where}: 'isa' = ['host'] means the host's own CPU and "
+                                  "takes no other flag; list either 'host' or the target's flags")
+            return
+        for flag in self.isa:
+            if flag not in KNOWN_FLAGS:
+                raise _in(where, unknown_choice("ISA flag in 'isa'", flag, KNOWN_FLAGS))
+        families = {flag_family(f) for f in self.isa}
+        if len(families) > 1:
+            raise ConfigError(f"{where}: 'isa' mixes x86 and Arm flags ({', '.join(self.isa)}); "
+                              "list the flags of the one CPU the profile targets")
+        archs = {arch_family(a) for a in self.arch} - {""}
+        if families and archs and families != archs:
+            raise ConfigError(f"{where}: 'isa' lists {families.pop()} flags "
+                              f"({', '.join(self.isa)}) but 'arch' is {', '.join(self.arch)}; "
+                              "fix one of them so both describe the target's CPU")
+
+    @property
+    def cpu_family(self) -> str:
+        """The target CPU's family, "x86" or "arm", from ``isa`` or else ``arch``; "" when
+        neither says (``arch`` empty, unknown or of both families)."""
+        if self.isa == ("host",):
+            import platform
+
+            return arch_family(platform.machine())
+        families = {flag_family(f) for f in self.isa} or {arch_family(a) for a in self.arch}
+        return families.pop() if len(families) == 1 else ""
 
     @property
     def runtime(self) -> str:

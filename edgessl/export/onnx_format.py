@@ -147,7 +147,7 @@ def _quantize(fp32: Path, out: Path, request: ExportRequest):
     else:
         extra = quantize_onnx(fp32, out, request, choice)
         proto = onnx.load(str(out))
-    return proto, {"scheme": choice.name, "scheme_reason": choice.reason, **extra}
+    return proto, {**choice.entries(), **extra}
 
 
 @contextlib.contextmanager

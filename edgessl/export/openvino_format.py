@@ -137,4 +137,4 @@ def quantize_openvino(ov_model, request: ExportRequest):
 
     choice = choose_scheme("nncf", request.quant)
     quantized, extra = nncf_quantize(ov_model, request, choice)
-    return quantized, {"scheme": choice.name, "scheme_reason": choice.reason, **extra}
+    return quantized, {**choice.entries(), **extra}

@@ -8,16 +8,26 @@ large-range layers that costs points of top-1. VNNI (``vpdpbusd``) and AMX accum
 and never saturate. Weights limited to 7 bits (|w| ≤ 63) keep each pair below 2^15: ONNX Runtime
 calls this ``reduce_range``, NNCF/OpenVINO ``overflow_fix``. The "auto" scheme uses full 8-bit
 weights where the CPU has VNNI (most accurate, fastest) and 7-bit weights where it has not.
+
+The saturation is an x86 property: Arm int8 kernels (``sdot``/``udot`` with dotprod, widening
+multiplies without it) accumulate in 32 bits, so Arm targets get full 8-bit weights. The CPU is
+the one the artifact will run on: this host for ``edgessl export`` (``--target-isa host``), the
+device profile's ``arch`` and ``isa`` for ``edgessl deploy`` (``CpuTarget``); an x86 or unknown
+target that does not state its ISA gets 7-bit weights, which are safe on every CPU.
 """
 
 from __future__ import annotations
 
+import logging
+import platform
 import re
 from dataclasses import dataclass
 from typing import Annotated
 
 from edgessl.config import FieldError, Range, check_fields
 from edgessl.errors import ConfigError, printable, unknown_choice
+
+log = logging.getLogger("edgessl")
 
 # ONNX Runtime quantize_static schemes: activation type, weight type, 7-bit weights.
 ORT_SCHEMES = {
@@ -38,6 +48,21 @@ SATURATING_FLAGS = ("avx2", "avx512f")
 
 
 @dataclass(frozen=True)
+class CpuTarget:
+    """The CPU an INT8 artifact will run on, as the scheme choice sees it.
+
+    Attributes:
+        name: how messages name it ("this CPU", "target 'vnni'", "profile 'raspberry-pi-5'").
+        family: "x86", "arm", or "" when not known.
+        flags: its ISA flags (edgessl.devices.host.KNOWN_FLAGS names); None = not stated.
+    """
+
+    name: str
+    family: str = ""
+    flags: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class QuantizeConfig:
     """INT8 knobs (defaults are the safe, accurate choice).
 
@@ -45,6 +70,8 @@ class QuantizeConfig:
         scheme: "auto" (chosen for ``target_isa``), or one of ORT_SCHEMES (ONNX Runtime) /
             NNCF_SCHEMES (OpenVINO, and ONNX under ``max_drop``).
         target_isa: the CPU the artifact will run on: "host" (this one), "vnni", "avx2".
+        target: the target CPU itself, as a device profile describes it (``edgessl deploy``
+            passes its profile's); None = ``target_isa``. Give one of the two.
         per_channel: one weight scale per output channel (else per tensor).
         calib_method: ONNX Runtime range estimation: minmax, entropy, percentile; None = minmax.
         preset: NNCF preset, performance (symmetric) or mixed; None = NNCF's per model type.
@@ -59,6 +86,7 @@ class QuantizeConfig:
 
     scheme: str = "auto"
     target_isa: str = "host"
+    target: CpuTarget | None = None
     per_channel: bool = True
     calib_method: str | None = None
     preset: str | None = None
@@ -86,12 +114,20 @@ class SchemeChoice:
 
     name: str
     reason: str
+    target: str = ""
+
+    def entries(self) -> dict:
+        """What the artifact's metadata and report record about the choice."""
+        return {"scheme": self.name, "scheme_reason": self.reason, "scheme_target": self.target}
 
 
 def check_quantize_config(quant: QuantizeConfig, quantizer: str) -> None:
     """Reject unknown names and knobs that the chosen quantizer ("ort"/"nncf") does not have."""
     if quant.target_isa not in TARGET_ISAS:
         raise unknown_choice("--target-isa", quant.target_isa, TARGET_ISAS)
+    if quant.target is not None and quant.target_isa != "host":
+        raise ConfigError(f"--target-isa {quant.target_isa} and the device profile's CPU "
+                          f"({quant.target.name}) both name the target; give one of them")
     if quant.model_type not in MODEL_TYPES:
         raise unknown_choice("--model-type", quant.model_type, MODEL_TYPES)
     schemes = ORT_SCHEMES if quantizer == "ort" else NNCF_SCHEMES
@@ -125,37 +161,65 @@ def host_flags() -> tuple[str, ...]:
     return cpu_info().flags
 
 
-def target_flags(quant: QuantizeConfig) -> tuple[str, ...]:
-    """The CPU flags ``quant.target_isa`` stands for (this host's for "host")."""
-    flags = TARGET_ISAS[quant.target_isa]
-    return host_flags() if flags is None else flags
+def cpu_target(quant: QuantizeConfig) -> CpuTarget:
+    """The CPU ``quant`` quantizes for: its ``target``, else what ``target_isa`` names."""
+    from edgessl.devices.host import arch_family
+
+    if quant.target is not None:
+        return quant.target
+    if quant.target_isa == "host":
+        return CpuTarget("this CPU", arch_family(platform.machine()), host_flags())
+    return CpuTarget(f"target '{quant.target_isa}'", "x86", TARGET_ISAS[quant.target_isa])
 
 
 def choose_scheme(quantizer: str, quant: QuantizeConfig,
                   flags: tuple[str, ...] | None = None) -> SchemeChoice:
-    """The scheme to quantize with, and a one-line reason.
+    """The scheme to quantize with, and a one-line reason naming the CPU it was chosen for.
 
     Args:
         quantizer: "ort" (ONNX Runtime quantize_static) or "nncf".
         quant: the settings; an explicit ``scheme`` is used as given.
-        flags: the target CPU's ISA flags; None = from ``quant.target_isa``.
+        flags: the target CPU's ISA flags; None = from ``quant`` (``cpu_target``).
     """
     if quant.scheme != "auto":
         return SchemeChoice(quant.scheme, "chosen with --scheme")
-    flags = target_flags(quant) if flags is None else tuple(flags)
-    where = "this CPU" if quant.target_isa == "host" else f"target '{quant.target_isa}'"
-    fast = [f for f in flags if f in FAST_INT8_FLAGS]
+    if flags is None:
+        target = cpu_target(quant)
+    else:
+        from edgessl.devices.host import flag_family
+
+        families = {flag_family(f) for f in flags} - {""}
+        target = CpuTarget("the given CPU", families.pop() if len(families) == 1 else "",
+                           tuple(flags))
+    choice = _choose(quantizer, target)
+    log.info("int8 scheme %s: %s", choice.name, choice.reason)  # the reason names the CPU
+    return choice
+
+
+def _choose(quantizer: str, target: CpuTarget) -> SchemeChoice:
+    where, flags = target.name, target.flags
     full, reduced = ("u8s8", "u8s8-w7") if quantizer == "ort" else ("w8", "w7")
+    fast = [f for f in flags or () if f in FAST_INT8_FLAGS]
     if fast:
         return SchemeChoice(full, f"{where} has {fast[0]}: int8 products accumulate in 32 bits "
-                                  "and cannot saturate, so full 8-bit weights are safe")
-    saturating = [f for f in flags if f in SATURATING_FLAGS]
+                                  "and cannot saturate, so full 8-bit weights are safe", where)
+    if target.family == "arm":
+        stated = f" ({', '.join(flags)})" if flags else ""
+        return SchemeChoice(full, f"{where}: an Arm CPU{stated}, whose int8 kernels (sdot/udot "
+                                  "with dotprod) accumulate in 32 bits and cannot saturate, so "
+                                  "full 8-bit weights are safe", where)
+    saturating = [f for f in flags or () if f in SATURATING_FLAGS]
     if saturating:
         return SchemeChoice(reduced, f"{where} has {saturating[-1]} but no VNNI: its int8 kernel "
                                      "adds pairs of u8*s8 products in 16 bits, which saturates "
-                                     "with 8-bit weights; 7-bit weights cannot")
+                                     "with 8-bit weights; 7-bit weights cannot", where)
+    if flags is None:
+        cpu = "an x86 CPU" if target.family == "x86" else "a CPU of unknown architecture"
+        return SchemeChoice(reduced, f"{where}: {cpu} whose ISA is not stated (add it to the "
+                                     "profile, e.g. isa = [\"avx2\", \"avx512_vnni\"]), so "
+                                     "7-bit weights, which are safe on every CPU", where)
     return SchemeChoice(full, f"{where} reports no AVX2/AVX-512 int8 kernel that saturates "
-                              f"(flags: {', '.join(flags) or 'none'}); full 8-bit weights")
+                              f"(flags: {', '.join(flags) or 'none'}); full 8-bit weights", where)
 
 
 def resolve_model_type(quant: QuantizeConfig, model) -> str:

@@ -84,6 +84,15 @@ def _models(bundle: dict, names: list[str] | None) -> list[dict]:
     return [entries[n] for n in names]
 
 
+def _default_model(bundle: dict) -> str:
+    """The model the bundle's profile recommends (bundle.json "recommended"), else its first."""
+    recommended = bundle.get("recommended")
+    if isinstance(recommended, dict) and recommended.get("model") in {
+            m["name"] for m in bundle["models"]}:
+        return recommended["model"]
+    return bundle["models"][0]["name"]
+
+
 def _load(folder: Path, entry: dict, device: str | None, bundle: dict):
     """Load a bundled model: with the bundle's device profile (its providers, threads, hint
     and options), unless ``--device`` asked for a device explicitly."""
@@ -108,7 +117,7 @@ def _smoke_images(folder: Path, bundle: dict) -> list[Path]:
 def cmd_predict(folder: Path, bundle: dict, args) -> int:
     from edgessl.runtime.model import iter_image_files
 
-    entry = _models(bundle, [args.model] if args.model else None)[0]
+    entry = _models(bundle, [args.model or _default_model(bundle)])[0]
     model = _load(folder, entry, args.device, bundle)
     files = iter_image_files(args.images)
     results = []
@@ -213,7 +222,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     pr = sub.add_parser("predict", help="classify images (files or folders)")
     pr.add_argument("images", nargs="+")
-    pr.add_argument("--model", help="which model of the bundle [default: the first]")
+    pr.add_argument("--model", help="which model of the bundle [default: the one its profile "
+                                    "recommends, bundle.json 'recommended']")
     pr.add_argument("--top-k", type=int, default=1)
     pr.add_argument("--json", help="write predictions as JSON to this file ('-' = stdout)")
     pr.add_argument("--force", action="store_true", help="replace an existing --json file")
