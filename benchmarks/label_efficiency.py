@@ -1,26 +1,38 @@
-"""Does SSL pay off with few labels? Top-1 at 1, 5, 10, 25 and all labels per class.
+"""Which start pays off with few labels? Top-1 at 1, 5, 10, 25 and all labels per class.
 
-For each dataset, one SimCLR pretraining run on the unlabeled train images, then for each
-label budget K and seed (a different stratified label subset and initialisation):
+For each dataset, one SimCLR pretraining run on the unlabeled train images (from scratch) and
+one SimCLR run continued from the default pretrained start, then for each label budget K and
+seed (a different stratified label subset and initialisation):
 
 - scratch: the same architecture, random weights, full fine-tune (``edgessl finetune --mode
   full``, its defaults: AdamW, 50 epochs, light crop/flip augmentation);
-- SSL + linear: the pretrained backbone frozen, linear probe (``--mode linear``);
-- SSL + full: the pretrained backbone fine-tuned end to end (``--mode full``);
+- SSL + linear / SSL + full: the SSL backbone frozen with a linear probe, or fine-tuned;
+- pretrained + linear / pretrained + full: the default pretrained start (EfficientNet-Lite0,
+  ImageNet) at ``finetune``'s default size, frozen with a linear probe (what ``edgessl
+  finetune`` does without ``--backbone``), or fine-tuned end to end;
+- pretrained + SSL + linear: SimCLR continued from that start on the unlabeled train images
+  for ``--continued-budget`` (``edgessl pretrain --budget``, its continued-SSL defaults), then
+  a linear probe;
 - pixels: logistic regression on raw pixels.
 
-Accuracy is top-1 on the held-out split (digits: val; CIFAR: test), never used for any choice.
-"all" labels is one run (the subset does not change with the seed) and, on CIFAR, full
-fine-tunes run ``--all-epochs`` epochs instead of 50 to fit the CPU budget.
+Accuracy is top-1 on the held-out split (digits and --folder sets: val; CIFAR: test), never
+used for any choice. "all" labels is one run (the subset does not change with the seed) and,
+on CIFAR, full fine-tunes run ``--all-epochs`` epochs instead of 50 to fit the CPU budget.
 
     python benchmarks/label_efficiency.py                      # both datasets, 3 seeds
     python benchmarks/label_efficiency.py --stage pretrain     # only the SSL runs
-    python benchmarks/label_efficiency.py --datasets digits --seeds 1
+    python benchmarks/label_efficiency.py --datasets cifar10 --ks 10 \
+        --arms pretrained_linear pretrained_ssl_linear         # some arms only
+    python benchmarks/label_efficiency.py --datasets --folder emoji=DIR --ks 10 \
+        --arms pixels scratch pretrained_linear               # an image set of your own
 
+``--folder NAME=DIR`` adds any folder of class folders (edgessl splits off val with its seeded
+split); ``benchmarks/unseen_sets.py`` builds the image sets edgessl was never tuned on.
 Results go to benchmarks/results/label_efficiency.{json,md,png}; finished evaluations are
-cached in --work (rerunning continues where it stopped; the pretraining resumes too).
-CIFAR needs ../shared/data/cifar10-subset (or --cifar DIR) and is skipped with a message when
-the folder is absent.
+cached in --work (rerunning continues where it stopped; the pretraining resumes too), and the
+results already in label_efficiency.json are kept when --work holds no cache yet, so a run
+with a few arms adds rows without repeating the others. CIFAR needs
+../shared/data/cifar10-subset (or --cifar DIR) and is skipped with a message when absent.
 """
 
 from __future__ import annotations
@@ -38,9 +50,14 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DEFAULT_CIFAR = HERE.parent.parent / "shared" / "data" / "cifar10-subset"
 KS = (1, 5, 10, 25, None)
-ARMS = ("scratch", "ssl_linear", "ssl_full", "pixels")
+ARMS = ("scratch", "ssl_linear", "ssl_full", "pixels", "pretrained_linear", "pretrained_full",
+        "pretrained_ssl_linear")
 ARM_NAMES = {"scratch": "scratch (full FT)", "ssl_linear": "SSL + linear probe",
-             "ssl_full": "SSL + full FT", "pixels": "pixel logistic regression"}
+             "ssl_full": "SSL + full FT", "pixels": "pixel logistic regression",
+             "pretrained_linear": "pretrained + linear probe (default)",
+             "pretrained_full": "pretrained + full FT",
+             "pretrained_ssl_linear": "pretrained + continued SSL + linear probe"}
+SSL_ARMS = ("ssl_linear", "ssl_full")
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,17 @@ def datasets(args) -> list[Dataset]:
             out.append(Dataset("cifar10", args.cifar, 32, "resnet_tiny_s2", dict(
                 epochs=args.cifar_epochs, batch_size=256, lr=0.5,
                 augment_overrides={"blur_p": 0.0}), all_epochs=args.all_epochs))
+    for spec in args.folder:
+        name, _, folder = spec.partition("=")
+        root = Path(folder).expanduser()
+        if not name or not root.is_dir():
+            raise SystemExit(f"--folder {spec}: expected NAME=DIR with DIR a folder of class "
+                             "folders")
+        from edgessl.data.images import typical_side
+        from edgessl.data.labeled import load_labeled
+
+        side = min(64, max(16, typical_side([p for p, _ in load_labeled(root).train[:200]])))
+        out.append(Dataset(name, root, side, "resnet_tiny", dict(epochs=args.folder_epochs)))
     return out
 
 
@@ -102,7 +130,35 @@ def pretrain_stage(ds: Dataset, args) -> Path:
     return out
 
 
-def evaluate(ds: Dataset, arm: str, k: int | None, seed: int, ckpt: Path, args) -> float:
+def _start_size(ds: Dataset) -> int:
+    """The side ``finetune`` gives the default start on this data (so both probes compare
+    at one size)."""
+    from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED, default_size
+    from edgessl.data.images import typical_side
+    from edgessl.data.labeled import load_labeled
+
+    side = typical_side([p for p, _ in load_labeled(ds.root).train[:200]])
+    return default_size(PRETRAINED.get(DEFAULT_START), side)
+
+
+def continued_stage(ds: Dataset, args) -> Path:
+    """SimCLR continued from the default pretrained start for ``--continued-budget``."""
+    from edgessl.backbones.pretrained import DEFAULT_START
+    from edgessl.checkpoint import read_card
+    from edgessl.ssl.pretrain import PretrainConfig, pretrain
+
+    out = args.work / f"{ds.name}-continued-simclr"
+    if out.is_dir() and read_card(out).training.get("complete"):
+        return out
+    t = time.perf_counter()
+    pretrain(PretrainConfig(data=str(ds.root), method="simclr", backbone=DEFAULT_START,
+                            image_size=_start_size(ds), budget=args.continued_budget, seed=0,
+                            out=str(out), force=True))
+    print(f"{ds.name}: continued SSL in {time.perf_counter() - t:.0f} s")
+    return out
+
+
+def evaluate(ds: Dataset, arm: str, k: int | None, seed: int, ckpts: dict, args) -> float:
     """Top-1 (fraction) of one arm at ``k`` labels per class with ``seed``."""
     from edgessl.data.labeled import load_labeled
     from edgessl.finetune.baseline import pixel_logistic_regression
@@ -110,28 +166,35 @@ def evaluate(ds: Dataset, arm: str, k: int | None, seed: int, ckpt: Path, args) 
 
     if arm == "pixels":
         return pixel_logistic_regression(load_labeled(ds.root), k, seed, ds.image_size)
-    epochs = ds.all_epochs if k is None and arm != "ssl_linear" else None
+    epochs = ds.all_epochs if k is None and not arm.endswith("linear") else None
     common = dict(data=str(ds.root), labels_per_class=k, seed=seed, hflip=ds.hflip,
                   out=str(args.work / "ft" / f"{ds.name}-{arm}-{k}-{seed}"), force=True)
     if arm == "scratch":
         cfg = FinetuneConfig(backbone=f"scratch:{ds.backbone}", mode="full",
                              image_size=ds.image_size, epochs=epochs, **common)
+    elif arm.startswith("pretrained"):
+        from edgessl.backbones.pretrained import DEFAULT_START
+
+        backbone = (str(ckpts["continued"]) if arm == "pretrained_ssl_linear"
+                    else DEFAULT_START)
+        mode = "full" if arm == "pretrained_full" else "linear"
+        cfg = FinetuneConfig(backbone=backbone, mode=mode, epochs=epochs, **common)
     else:
         mode = "linear" if arm == "ssl_linear" else "full"
-        cfg = FinetuneConfig(backbone=str(ckpt), mode=mode, epochs=epochs, **common)
+        cfg = FinetuneConfig(backbone=str(ckpts["ssl"]), mode=mode, epochs=epochs, **common)
     return float(finetune(cfg).metrics["top1"])
 
 
-def evaluate_stage(ds: Dataset, ckpt: Path, args, cache: dict) -> None:
+def evaluate_stage(ds: Dataset, ckpts: dict, args, cache: dict) -> None:
     seeds = range(args.seeds)
     for k in args.ks:
         for seed in (seeds if k is not None else [0]):
-            for arm in ARMS:
+            for arm in args.arms:
                 key = f"{ds.name}|{arm}|{k}|{seed}"
                 if key in cache:
                     continue
                 t = time.perf_counter()
-                cache[key] = evaluate(ds, arm, k, seed, ckpt, args)
+                cache[key] = evaluate(ds, arm, k, seed, ckpts, args)
                 print(f"{key}: {100 * cache[key]:.1f}% ({time.perf_counter() - t:.0f} s)",
                       flush=True)
                 (args.work / "cache.json").write_text(json.dumps(cache, indent=1))
@@ -152,22 +215,31 @@ def summarise(names: list[str], cache: dict, meta: dict) -> dict:
 
 
 def markdown(summary: dict) -> str:
-    lines = ["# Label efficiency", "", "Top-1 (%) on the held-out split (digits: val, CIFAR: "
-             "test), mean ± std over 3 label subsets (seeds); `all` is a single run. Scratch "
-             "and SSL share the architecture; full fine-tunes are `edgessl finetune --mode "
+    lines = ["# Label efficiency", "", "Top-1 (%) on the held-out split (digits and --folder "
+             "sets: val, CIFAR: test), mean ± std over 3 label subsets (seeds); `all` is a "
+             "single run. Scratch and SSL share the architecture; full fine-tunes are `edgessl finetune --mode "
              "full` with its defaults (50 epochs; 15 at all CIFAR labels), the probe is "
              "`--mode linear` with C chosen by cross-validation on the labeled images.", "",
-             f"Command: `{summary['meta']['command']}`", ""]
+             "Commands (each adds to the results before it; the folders are made by "
+             "`benchmarks/unseen_sets.py`):", "",
+             *[f"    {c}" for c in [*summary["meta"].get("earlier_commands", []),
+                                    summary["meta"]["command"]]],
+             "", f"Host: {summary['meta'].get('host', 'not recorded')}", ""]
     for name, arms in summary["datasets"].items():
         meta = summary["meta"]["pretraining"].get(name, {})
-        lines += [f"## {name}", "", f"Pretraining: {meta.get('summary', '')}", "",
-                  "| labels per class | " + " | ".join(ARM_NAMES[a] for a in ARMS) + " |",
-                  "|---" * (len(ARMS) + 1) + "|"]
+        shown = [a for a in ARMS if a in arms]
+        lines += [f"## {name}", ""]
+        if meta.get("summary"):
+            lines += [f"Pretraining: {meta['summary']}", ""]
+        if meta.get("continued"):
+            lines += [f"Continued SSL: {meta['continued']}", ""]
+        lines += ["| labels per class | " + " | ".join(ARM_NAMES[a] for a in shown) + " |",
+                  "|---" * (len(shown) + 1) + "|"]
         for k in KS:
-            if all(str(k) not in arms.get(arm, {}) for arm in ARMS):
+            if all(str(k) not in arms.get(arm, {}) for arm in shown):
                 continue
             cells = []
-            for arm in ARMS:
+            for arm in shown:
                 r = arms.get(arm, {}).get(str(k))
                 cells.append("" if r is None else f"{r['mean']:.1f}" + (
                     f" ± {r['std']:.1f}" if len(r["runs"]) > 1 else ""))
@@ -176,6 +248,17 @@ def markdown(summary: dict) -> str:
         if s and lin:
             lines += ["", f"At 10 labels per class, SSL + linear probe beats scratch by "
                           f"**{lin['mean'] - s['mean']:.1f} points**."]
+        px, pre = arms.get("pixels", {}).get("10"), arms.get("pretrained_linear", {}).get("10")
+        cont = arms.get("pretrained_ssl_linear", {}).get("10")
+        if px and pre:
+            lines += ["", f"At 10 labels per class, the default start (pretrained + linear "
+                          f"probe) beats pixels by **{pre['mean'] - px['mean']:.1f} points**"
+                          + (f" and scratch by {pre['mean'] - s['mean']:.1f}" if s else "")
+                          + "."]
+        if pre and cont:
+            lines += ["", f"Continued SSL changes the pretrained start's probe by "
+                          f"**{cont['mean'] - pre['mean']:+.1f} points** at 10 labels per "
+                          "class."]
         lines.append("")
     return "\n".join(lines)
 
@@ -190,7 +273,7 @@ def plot(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         arms = summary["datasets"][name]
-        for arm in ARMS:
+        for arm in [a for a in ARMS if a in arms]:
             ks = [k for k in KS if str(k) in arms.get(arm, {})]
             xs = [k if k is not None else 100 for k in ks]
             ys = [arms[arm][str(k)]["mean"] for k in ks]
@@ -208,12 +291,40 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _cache_from(old: dict) -> dict:
+    """Cache entries rebuilt from a results file (runs are stored in seed order)."""
+    cache = {}
+    for name, arms in old.get("datasets", {}).items():
+        for arm, ks in arms.items():
+            for k, r in ks.items():
+                for seed, top1 in enumerate(r["runs"]):
+                    cache[f"{name}|{arm}|{k}|{seed}"] = top1 / 100
+    return cache
+
+
+def _host() -> str:
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) \
+        if Path("/proc/cpuinfo").is_file() else platform.processor()
+    return f"{platform.node() or 'host'}: {cpu}, {__import__('os').cpu_count()} cores"
+
+
 def main() -> None:
     import sys
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--datasets", nargs="+", default=["digits", "cifar10"],
+    ap.add_argument("--datasets", nargs="*", default=["digits", "cifar10"],
                     choices=["digits", "cifar10"])
+    ap.add_argument("--folder", action="append", default=[], metavar="NAME=DIR",
+                    help="an extra dataset: a folder of class folders (repeatable)")
+    ap.add_argument("--folder-epochs", type=int, default=30,
+                    help="SimCLR epochs from scratch on a --folder set")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    ap.add_argument("--continued-budget", default="5m",
+                    help="time budget of the SSL continued from the pretrained start")
     ap.add_argument("--cifar", type=Path, default=DEFAULT_CIFAR)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--cifar-epochs", type=int, default=100)
@@ -230,26 +341,46 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.work.mkdir(parents=True, exist_ok=True)
     cache_file = args.work / "cache.json"
-    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    previous = args.out / "label_efficiency.json"
+    old = json.loads(previous.read_text()) if previous.is_file() else {"meta": {}, "datasets": {}}
+    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else _cache_from(old)
     meta = {"command": " ".join(["python benchmarks/label_efficiency.py", *sys.argv[1:]]),
-            "pretraining": {}}
+            "host": _host(), "pretraining": old["meta"].get("pretraining", {}),
+            "earlier_commands": list(dict.fromkeys(
+                [*old["meta"].get("earlier_commands", []),
+                 *([old["meta"]["command"]] if "command" in old["meta"] else [])]))}
     sets = datasets(args)
     for ds in sets:
-        ckpt = pretrain_stage(ds, args)
+        ckpts = {}
+        if any(a in SSL_ARMS for a in args.arms) or args.stage == "pretrain":
+            ckpts["ssl"] = pretrain_stage(ds, args)
+        if "pretrained_ssl_linear" in args.arms and args.stage != "pretrain":
+            ckpts["continued"] = continued_stage(ds, args)
         if args.stage != "pretrain":
-            evaluate_stage(ds, ckpt, args, cache)
+            evaluate_stage(ds, ckpts, args, cache)
         from edgessl.checkpoint import read_card
 
-        tr = read_card(ckpt).training
-        meta["pretraining"][ds.name] = {
+        entry = meta["pretraining"].setdefault(ds.name, {})
+        if "continued" in ckpts:
+            tr = read_card(ckpts["continued"]).training
+            entry["continued"] = (
+                f"SimCLR from efficientnet_lite0.in1k at {_start_size(ds)} px, budget "
+                f"{args.continued_budget}: {tr['epochs']} epochs of batch {tr['batch_size']}, "
+                f"lr {tr['lr']:.3g}, freeze {tr['freeze']}, BatchNorm statistics held, "
+                f"{tr['seconds'] / 60:.1f} min on {tr['device']}")
+        if "ssl" not in ckpts:
+            continue
+        tr = read_card(ckpts["ssl"]).training
+        entry.update({
             "backbone": ds.backbone, "image_size": ds.image_size, "epochs": tr["epochs"],
             "seconds": tr["seconds"], "knn_top1": tr.get("knn_top1"), "device": tr["device"],
             "summary": f"SimCLR, {ds.backbone} at {ds.image_size} px, {tr['epochs']} epochs, "
                        f"batch {tr['batch_size']}, {tr['seconds'] / 60:.1f} min on "
-                       f"{tr['device']}, final kNN top-1 {tr.get('knn_top1')}%"}
+                       f"{tr['device']}, final kNN top-1 {tr.get('knn_top1')}%"})
     if args.stage == "pretrain":
         return
-    summary = summarise([d.name for d in sets], cache, meta)
+    names = list(dict.fromkeys([*old["datasets"], *(d.name for d in sets)]))
+    summary = summarise(names, cache, meta)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "label_efficiency.json").write_text(json.dumps(summary, indent=1))
     (args.out / "label_efficiency.md").write_text(markdown(summary))
