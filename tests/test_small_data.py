@@ -157,6 +157,21 @@ def test_a_budget_picks_the_epochs_and_the_lr_follows_the_batch_used(digits_dir,
     assert training["warmup_steps"] <= 0.2 * training["epochs"] * (1438 // 64) + 1
 
 
+def test_a_budget_shorter_than_one_epoch_says_so(digits_dir, tmp_path, monkeypatch, caplog):
+    """One epoch is the least a run trains; when even that is over the budget, the user hears
+    it while the run starts, with what to change."""
+    import edgessl.ssl.pretrain as pretrain_module
+
+    monkeypatch.setattr(pretrain_module, "time_steps", lambda step: 2.0)  # 22 steps: 44 s
+    with caplog.at_level(logging.WARNING, logger="edgessl"):
+        result = pretrain(PretrainConfig(data=str(digits_dir), backbone="resnet_micro",
+                                         image_size=16, budget="12s", epochs=3,
+                                         out=str(tmp_path / "b")))
+    assert json.loads((result.path / "card.json").read_text())["training"]["epochs"] == 1
+    assert "BUDGET WARNING: one epoch takes about 44 s, more than --budget 12s" in caplog.text
+    assert "fewer images or at a lower --image-size" in caplog.text
+
+
 def test_the_probe_in_the_span_of_its_samples_is_the_same_probe():
     """Few labels, wide features: fitting in the samples' span gives the same classifier."""
     import numpy as np

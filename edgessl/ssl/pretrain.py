@@ -547,6 +547,11 @@ def _budget_epochs(config: PretrainConfig, budget_s: float, method, views, setup
                                config.epochs or MAX_EPOCHS)
     log.info("budget %s: %.2f s a step x %d steps an epoch -> %d epoch%s", config.budget,
              seconds, steps_per_epoch, epochs, "" if epochs == 1 else "s")
+    if seconds * steps_per_epoch > budget_s:
+        log.warning("BUDGET WARNING: one epoch takes about %.0f s, more than --budget %s; "
+                    "training one epoch anyway. To fit the budget, pretrain on fewer images "
+                    "or at a lower --image-size",
+                    seconds * steps_per_epoch, config.budget)
     return epochs
 
 
