@@ -62,7 +62,7 @@ class QuickstartConfig:
     export_k: Annotated[int, Range(ge=1, le=10_000)] = 10
     backbone: str = "resnet_tiny"
     image_size: Annotated[int, Range(ge=MIN_TRAIN_SIDE, le=MAX_IMAGE_SIDE, note="pixels")] = 16
-    pretrain_epochs: Annotated[int, Range(ge=1, le=MAX_EPOCHS, flag="--epochs")] = 60
+    pretrain_epochs: Annotated[int, Range(ge=1, le=MAX_EPOCHS, flag="--epochs")] = 40
     pretrain_batch_size: Annotated[int, Range(ge=1, le=MAX_BATCH)] = 128
     scratch_epochs: Annotated[int, Range(ge=1, le=MAX_EPOCHS)] = 50
     pretrained: str | None = DEFAULT_START

@@ -38,3 +38,10 @@ def test_quickstart_runs_every_stage(tmp_path):
     assert "p99 ms" in render_table(result.benchmark_results)
     with pytest.raises(OutputExistsError, match="--force"):
         run_quickstart(QuickstartConfig(workdir=str(tmp_path), **TINY))
+
+
+def test_the_cli_shows_the_configs_epochs_as_its_default():
+    from edgessl.cli.quickstart_cmd import _DEFAULT_EPOCHS
+    from edgessl.quickstart import QuickstartConfig
+
+    assert _DEFAULT_EPOCHS == QuickstartConfig().pretrain_epochs
