@@ -219,7 +219,8 @@ def markdown(summary: dict) -> str:
              "sets: val, CIFAR: test), mean ± std over 3 label subsets (seeds); `all` is a "
              "single run. Scratch and SSL share the architecture; full fine-tunes are "
              "`edgessl finetune --mode full` with its defaults (50 epochs; 15 at all CIFAR "
-             "labels), the probe is `--mode linear` with C chosen by cross-validation on the labeled images.", "",
+             "labels), the probe is `--mode linear` with C chosen by cross-validation on "
+             "the labeled images.", "",
              "Commands (each adds to the results before it; the folders are made by "
              "`benchmarks/unseen_sets.py`):", "",
              *[f"    {c}" for c in [*summary["meta"].get("earlier_commands", []),
