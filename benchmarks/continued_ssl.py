@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from pretrained_size import _features  # the same frozen-feature pass (this folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CIFAR = HERE.parent.parent / "shared" / "data" / "cifar10-subset"
@@ -55,20 +55,6 @@ def _split(cifar: Path, subsets: int, k: int, pool_size: int, seed: int = 1):
     return labeled, test, pool
 
 
-def _features(backbone, samples, size: int, mean, std) -> np.ndarray:
-    import torch
-
-    from edgessl.data.preprocess import preprocess_batch
-
-    backbone.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(samples), 200):
-            x = preprocess_batch([p for p, _ in samples[i:i + 200]], size, mean, std)
-            out.append(backbone(torch.from_numpy(x)).numpy())
-    return np.concatenate(out)
-
-
 def _adabn(backbone, pool: list[Path], size: int, mean, std) -> None:
     import torch
 
@@ -87,6 +73,7 @@ def _adabn(backbone, pool: list[Path], size: int, mean, std) -> None:
 def _probe(backbone, src, labeled, test, size, subsets, k) -> list[float]:
     from sklearn.linear_model import LogisticRegression
 
+    backbone.eval()
     ftr, fte = (_features(backbone, s, size, src.mean, src.std) for s in (labeled, test))
     ytr, yte = (np.array([y for _, y in s]) for s in (labeled, test))
     scores = []
@@ -141,7 +128,10 @@ def main() -> None:
                         "top1": round(float(np.mean(scores)), 2),
                         "std": round(float(np.std(scores)), 2), "per_subset": scores}
         print(row, results[row], flush=True)
-    host = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    from edgessl.devices.host import cpu_info
+
+    cpu = cpu_info()
+    host = f"{cpu.model} ({', '.join(cpu.flags) or 'no AVX'}), {cpu.logical_cores} cores"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "continued_ssl.json").write_text(json.dumps(
         {"host": host, "size": args.size, "pool": args.pool, "rows": results}, indent=1))

@@ -133,12 +133,11 @@ def pretrain_stage(ds: Dataset, args) -> Path:
 def _start_size(ds: Dataset) -> int:
     """The side ``finetune`` gives the default start on this data (so both probes compare
     at one size)."""
-    from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED, default_size
-    from edgessl.data.images import typical_side
+    from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED
     from edgessl.data.labeled import load_labeled
+    from edgessl.finetune.train import start_side
 
-    side = typical_side([p for p, _ in load_labeled(ds.root).train[:200]])
-    return default_size(PRETRAINED.get(DEFAULT_START), side)
+    return start_side(PRETRAINED.get(DEFAULT_START), [p for p, _ in load_labeled(ds.root).train])
 
 
 def continued_stage(ds: Dataset, args) -> Path:
@@ -304,13 +303,10 @@ def _cache_from(old: dict) -> dict:
 
 
 def _host() -> str:
-    import platform
+    from edgessl.devices.host import cpu_info
 
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) \
-        if Path("/proc/cpuinfo").is_file() else platform.processor()
-    return f"{platform.node() or 'host'}: {cpu}, {__import__('os').cpu_count()} cores"
+    cpu = cpu_info()
+    return f"{cpu.model} ({', '.join(cpu.flags) or 'no AVX'}), {cpu.logical_cores} cores"
 
 
 def main() -> None:

@@ -233,11 +233,9 @@ def _settings(cfg: CompareConfig) -> dict:
 
 def _start_side(cfg: CompareConfig, chosen) -> int:
     """The side ``finetune`` gives ``cfg.start`` on these images."""
-    from edgessl.backbones.pretrained import default_size
-    from edgessl.data.images import typical_side
+    from edgessl.finetune.train import start_side
 
-    start = find_start(cfg.start)
-    side = default_size(start, typical_side([p for p, _ in chosen]))
+    side = start_side(find_start(cfg.start), [p for p, _ in chosen])
     log.info("pretrained arms at %d px (finetune's size for %s on these images)", side,
              cfg.start)
     return side

@@ -161,11 +161,8 @@ class DeviceProfile:
     @property
     def cpu_family(self) -> str:
         """The target CPU's family, "x86" or "arm", from ``isa`` or else ``arch``; "" when
-        neither says (``arch`` empty, unknown or of both families)."""
-        if self.isa == ("host",):
-            import platform
-
-            return arch_family(platform.machine())
+        neither says (``arch`` empty, unknown or of both families, or ``isa = ["host"]``,
+        which ``edgessl.deploy.target.profile_cpu`` resolves to this CPU)."""
         families = {flag_family(f) for f in self.isa} or {arch_family(a) for a in self.arch}
         return families.pop() if len(families) == 1 else ""
 

@@ -282,15 +282,23 @@ def default_start() -> str:
     return start.name
 
 
+def start_side(start, paths) -> int:
+    """The input side ``finetune`` gives the pretrained ``start`` on these images: its
+    ``default_size`` for their typical side."""
+    from edgessl.backbones.pretrained import default_size
+    from edgessl.data.images import typical_side
+
+    return default_size(start, typical_side(paths))
+
+
 def _image_size(cfg: FinetuneConfig, backbone: str, data: LabeledData) -> int | None:
     """``cfg.image_size``, or for a pretrained start a size from the data's typical side."""
-    from edgessl.backbones.pretrained import default_size, find_start
-    from edgessl.data.images import typical_side
+    from edgessl.backbones.pretrained import find_start
 
     start = find_start(backbone)
     if cfg.image_size is not None or start is None:
         return cfg.image_size
-    return default_size(start, typical_side(p for p, _ in data.train))
+    return start_side(start, (p for p, _ in data.train))
 
 
 def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneResult:
