@@ -11,8 +11,9 @@ class. The pool is drawn from the train images that no label subset uses.
 
 Rows: ``frozen``; ``adabn`` (the frozen start with its BatchNorm statistics re-estimated on
 the pool); ``previous_2ep`` (the earlier defaults: 2 epochs, a quarter frozen, statistics
-updated); ``defaults_2ep`` and ``defaults_5ep`` (today's defaults: three quarters frozen,
-statistics held, a tenth of SimCLR's LR); ``lr002_5ep`` (the same at lr 0.002).
+updated, a tenth of SimCLR's LR); ``fr75_tenth_2ep`` (three quarters frozen, statistics held,
+that tenth); ``defaults_2ep`` and ``defaults_5ep`` (today's defaults: three quarters frozen,
+statistics held, a fiftieth of SimCLR's LR); ``lr002_5ep`` (the same at lr 0.002).
 Writes benchmarks/results/continued_ssl.{json,md}; needs ../shared/data/cifar10-subset (or
 --cifar DIR).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -34,7 +36,8 @@ START = "efficientnet_lite0.in1k"
 ROWS = {
     "frozen": None,
     "adabn": "adabn",
-    "previous_2ep": dict(epochs=2, freeze=0.25, hold_norm_stats=False),
+    "previous_2ep": dict(epochs=2, freeze=0.25, hold_norm_stats=False, lr=0.0125),
+    "fr75_tenth_2ep": dict(epochs=2, lr=0.0125),
     "defaults_2ep": dict(epochs=2),
     "defaults_5ep": dict(epochs=5),
     "lr002_5ep": dict(epochs=5, lr=0.002),
@@ -135,9 +138,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "continued_ssl.json").write_text(json.dumps(
         {"host": host, "size": args.size, "pool": args.pool, "rows": results}, indent=1))
+    command = " ".join(["python benchmarks/continued_ssl.py", *sys.argv[1:]])
     lines = [f"# Continued SSL vs the frozen start (cifar10-subset, {args.size} px, pool of "
              f"{args.pool} unlabeled images, 10 labels per class)", "",
-             f"Host: {host}. Command: `python benchmarks/continued_ssl.py`", "",
+             f"Host: {host}. Command: `{command}`", "",
              "| row | settings | SSL time (s) | top-1 (5 label subsets) |", "|---|---|---|---|"]
     for row, r in results.items():
         lines.append(f"| {row} | {r['settings'] or ''} | {r['pretrain_s']} | "
