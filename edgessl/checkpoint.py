@@ -45,7 +45,7 @@ class ModelCard:
 
     Attributes:
         kind: "backbone" or "classifier".
-        backbone: the BackboneSpec as a dict (name, image_size, small_stem).
+        backbone: the BackboneSpec as a dict (name, image_size, small_stem, features).
         method: SSL method for a pretrained backbone; for a classifier, its backbone's origin.
         mean, std: per-channel normalisation of inputs in [0, 1].
         labels: class names, index = logit position (classifiers only).
@@ -140,6 +140,12 @@ def check_backbone_field(backbone: dict) -> None:
     if not isinstance(backbone.get("small_stem"), bool):
         raise FieldError("backbone.small_stem", "must be true or false, got "
                                                 f"{printable(repr(backbone.get('small_stem')))[:40]}")
+    features = backbone.get("features", "final")
+    from edgessl.backbones.pooling import FEATURE_POOLS
+
+    if not isinstance(features, str) or features not in FEATURE_POOLS:
+        raise FieldError("backbone.features", f"must be one of {', '.join(FEATURE_POOLS.names())}"
+                                              f", got {printable(repr(features))[:40]}")
     unknown = sorted(str(k) for k in backbone if k not in known)
     if unknown:
         raise FieldError(f"backbone.{printable(unknown[0])[:40]}",

@@ -72,11 +72,15 @@ class BackboneSpec:
         small_stem: stride-1 first conv and no max-pool, as in the CIFAR literature. In a
             built ``Backbone.spec`` (and so in model cards) it says whether the stem is part
             of the model; in a spec passed to ``create_backbone`` it asks for it.
+        features: which features the backbone returns, an entry of
+            ``edgessl.backbones.pooling.FEATURE_POOLS``: "final" (the last layer's, pooled) or
+            "stages" (every stage's, pooled and joined; the pretrained starts use it).
     """
 
     name: str
     image_size: int
     small_stem: bool
+    features: str = "final"
 
     @classmethod
     def for_images(cls, name: str, image_size: int) -> BackboneSpec:
@@ -159,16 +163,46 @@ def create_backbone(spec: BackboneSpec):
 
 
 class Backbone(torch.nn.Module):
-    """A feature extractor: images [N, 3, H, W] -> pooled features [N, num_features]."""
+    """A feature extractor: images [N, 3, H, W] -> pooled features [N, num_features].
+
+    ``spec.features`` picks what the features are (``edgessl.backbones.pooling``).
+
+    Raises:
+        ConfigError: ``spec.features`` unknown, or not something ``model`` can give.
+    """
 
     def __init__(self, model: torch.nn.Module, spec: BackboneSpec) -> None:
         super().__init__()
+        from edgessl.backbones.pooling import FEATURE_POOLS
+        from edgessl.errors import ConfigError
+
+        pool = FEATURE_POOLS.get(spec.features)
+        if not pool.supports(model):
+            raise ConfigError(f"backbone '{spec.name}' cannot give '{spec.features}' features "
+                              f"({pool.description}); use features 'final'")
         self.model = model
         self.spec = spec
-        self.num_features = int(model.num_features)
+        self._pool = pool.forward
+        self.num_features = (int(model.num_features) if pool.forward is None
+                             else _measured_width(self, spec.image_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pool is not None:
+            return self._pool(self.model, x)
         features = self.model(x)
         if features.ndim > 2:  # models without global pooling
             features = features.flatten(2).mean(-1)
         return features
+
+
+def _measured_width(backbone: Backbone, image_size: int) -> int:
+    """The feature width of ``backbone`` from one pass of a blank image (in eval mode, so no
+    BatchNorm statistic changes), at a side small enough to cost milliseconds."""
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            side = min(image_size, 64)
+            return int(backbone(torch.zeros(1, 3, side, side)).shape[1])
+    finally:
+        backbone.train(was_training)

@@ -59,6 +59,9 @@ class PretrainedStart:
         reference: (sample photo, acceptable ImageNet classes for its top-1) pairs for the
             functional check; the photos are scikit-learn's ``china.jpg`` and ``flower.jpg``.
         extra: the pip extra of edgessl that installs the package ("" = a core dependency).
+        features: the features a backbone built from it returns (``BackboneSpec.features``):
+            "stages", every stage pooled and joined, transfers better to new data than the
+            last layer alone (``edgessl.backbones.pooling``).
     """
 
     name: str
@@ -76,6 +79,7 @@ class PretrainedStart:
     trained_on: str
     reference: tuple[tuple[str, tuple[int, ...]], ...]
     extra: str = ""
+    features: str = "stages"
 
     def install_hint(self) -> str:
         if self.extra:
