@@ -100,7 +100,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from edgessl.finetune.source import resolve_backbone
+    from edgessl.backbone_source import resolve_backbone
     from edgessl.ssl.pretrain import PretrainConfig, pretrain
 
     torch.set_num_threads(os.cpu_count() or 1)

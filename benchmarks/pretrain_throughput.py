@@ -123,9 +123,9 @@ def measure(method: str, backbone: str, settings: Settings, data: Path) -> dict:
     from edgessl.ssl import METHODS
     from edgessl.ssl import pretrain as pt
     from edgessl.ssl.augment import BatchViews
+    from edgessl.ssl.base import build_method_config
     from edgessl.ssl.ddp import Distributed
     from edgessl.ssl.optim import build_optimizer
-    from edgessl.ssl.recipe import build_method_config
     from edgessl.training import GracefulStop, cosine_with_warmup, seed_everything
 
     config = pt.PretrainConfig(data=str(data), method=method, backbone=backbone,

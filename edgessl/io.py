@@ -84,7 +84,9 @@ def _relation(out: Path, inp: Path) -> str | None:
 
 
 def _input_paths(inputs: Mapping[str, str | Path | Iterable | None]) -> list[tuple[str, Path]]:
-    """(name, real path) of every input; an OpenVINO ``.xml`` brings its ``.bin``."""
+    """(name, real path) of every input; an artifact brings its companions (``.xml``: ``.bin``)."""
+    from edgessl.runtime_specs import companion_files
+
     found = []
     for name, value in inputs.items():
         if value is None:
@@ -92,8 +94,7 @@ def _input_paths(inputs: Mapping[str, str | Path | Iterable | None]) -> list[tup
         values = [value] if isinstance(value, (str, Path)) else list(value)
         for path in (Path(v).expanduser() for v in values):
             found.append((name, _identity(path)))
-            if path.suffix.lower() == ".xml":
-                found.append((name, _identity(path.with_suffix(".bin"))))
+            found += [(name, _identity(f)) for f in companion_files(path)]
     return found
 
 

@@ -16,10 +16,10 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
+from edgessl.backbone_source import resolve_backbone
 from edgessl.backbones import BackboneSpec, create_backbone, wrap_module
 from edgessl.backbones.weights import load_backbone_weights
 from edgessl.errors import CheckpointError, ConfigError
-from edgessl.finetune.source import resolve_backbone
 from edgessl.models import Classifier
 
 SPEC = BackboneSpec.for_images("resnet_micro", 16)

@@ -86,11 +86,11 @@ def test_factories_work_without_image_size(shallow_vits):
 def test_onnx_export_matches_pytorch(shallow_vits):
     import onnxruntime as ort
 
-    from edgessl.export.onnx_format import _torch_to_onnx
+    from edgessl.export.onnx_format import torch_to_onnx
 
     torch.manual_seed(0)
     backbone = create_backbone(BackboneSpec.for_images("vit_tiny", 16)).eval()
-    proto = _torch_to_onnx(backbone, 16, "embedding")
+    proto = torch_to_onnx(backbone, 16, "embedding")
     session = ort.InferenceSession(proto.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     x = torch.randn(3, 3, 16, 16)

@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from edgessl.compare import CompareConfig, compare, recommend
-from edgessl.compare.run import ArmResult, make_folds
+from edgessl.compare.result import ArmResult
+from edgessl.compare.run import make_folds
 from edgessl.errors import ConfigError, DataError
 
 

@@ -19,7 +19,6 @@ from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
 from edgessl.cli import app
 from edgessl.deploy.bundle import (
     FORMAT_FOR_RUNTIME,
-    ORT_PACKAGE_FOR_PROVIDER,
     VENDORED,
     DeployConfig,
     build_bundle,
@@ -29,6 +28,7 @@ from edgessl.deploy.bundle import (
 )
 from edgessl.devices.profile import list_profiles, load_profile
 from edgessl.errors import ConfigError
+from edgessl.runtime_specs import RUNTIME_SPECS
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,9 @@ def test_bundle_for_every_shipped_profile(profile, tmp_path_factory, tiny_classi
     assert info["device"] == device_for(prof, runtime)
     assert (tmp_path / "b" / "profile.toml").read_text() == profile_file(profile).read_text()
     reqs = (tmp_path / "b" / "requirements.txt").read_text().split()
-    assert any(r.split("=")[0] in (runtime, *ORT_PACKAGE_FOR_PROVIDER.values()) for r in reqs)
+    spec = RUNTIME_SPECS.get(runtime)
+    packages = {spec.package, *(package for _, package, _ in spec.providers)}
+    assert any(r.split("=")[0] in packages for r in reqs)
     assert not any(r.startswith(("torch", "edgessl")) for r in reqs)
 
 

@@ -20,6 +20,7 @@ VNNI_HOST = host.CpuInfo("fake Xeon with VNNI", ("avx2", "avx512f", "avx512_vnni
 AVX2_HOST = host.CpuInfo("fake AVX2 CPU without VNNI", ("avx2",), 2)
 # Shipped profile -> the ONNX Runtime and NNCF schemes its int8 artifacts get, whatever the host.
 EXPECTED = {
+    "android-arm64": ("u8s8", "w8"),  # Arm (aarch64) with dotprod and i8mm
     "apple-ane": ("u8s8", "w8"),  # Arm (arm64): 32-bit accumulation
     "cpu": None,  # the host's own CPU (isa = ["host"]): its flags decide, below
     "intel-gpu": ("u8s8-w7", "w7"),

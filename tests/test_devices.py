@@ -6,7 +6,6 @@ import pytest
 
 from edgessl.devices.host import KNOWN_FLAGS, detect_host, parse_cpuinfo
 from edgessl.devices.profile import (
-    RUNTIME_NAMES,
     DeviceProfile,
     list_profiles,
     load_profile,
@@ -67,10 +66,15 @@ def test_shipped_profile_validates(name):
     assert profile.runtime == profile.runtimes[0]
 
 
-def test_runtime_names_match_the_runtime_registry():
+def test_every_runtime_of_the_table_has_its_loader():
+    from edgessl.runtime_specs import RUNTIME_SPECS
     from edgessl.runtimes.registry import RUNTIMES
 
-    assert set(RUNTIME_NAMES) == set(RUNTIMES.names())
+    assert RUNTIMES.names() == RUNTIME_SPECS.names()
+    for name, spec in RUNTIME_SPECS.items():
+        module = RUNTIMES.get(name)
+        assert module.__name__ == spec.module
+        assert callable(module.load) and callable(module.accepts)
 
 
 def test_profile_from_path(tmp_path):

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from edgessl.backbone_source import resolve_backbone
 from edgessl.checkpoint import METRICS_FILE
 from edgessl.data.labeled import load_labeled
 from edgessl.errors import CheckpointError, ConfigError, DataError
 from edgessl.finetune.baseline import pixel_logistic_regression
 from edgessl.finetune.evaluate import classification_metrics, predict_logits
-from edgessl.finetune.source import resolve_backbone
 from edgessl.finetune.train import FinetuneConfig, finetune
 from edgessl.models import load_model
 

@@ -102,7 +102,7 @@ def test_a_missing_package_says_how_to_install_it():
 
 
 def test_a_start_is_a_backbone_and_is_recorded_in_the_card(tmp_path):
-    from edgessl.finetune.source import resolve_backbone
+    from edgessl.backbone_source import resolve_backbone
 
     source = resolve_backbone(DEFAULT_START, 32, "resnet_tiny")
     assert source.method == "pretrained" and source.mean == (0.5, 0.5, 0.5)

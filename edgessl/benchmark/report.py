@@ -33,7 +33,9 @@ def _ms(value: float) -> str:
 def display_name(model: str) -> str:
     """A short name for the table: a checkpoint folder's name, or ``parent/file`` for a file."""
     path = Path(model)
-    if path.suffix in (".onnx", ".xml") and path.parent.name:
+    from edgessl.runtime_specs import runtime_for_suffix
+
+    if runtime_for_suffix(path.suffix) is not None and path.parent.name:
         return f"{path.parent.name}/{path.name}"
     return path.name or model
 
@@ -60,9 +62,15 @@ def table_rows(results: Sequence[BenchmarkResult]) -> list[tuple[str, ...]]:
             _ms(lat.p50_ms), _ms(lat.p90_ms), _ms(lat.p99_ms),
             "-" if e2e is None else _ms(e2e.p50_ms), f"{r.throughput_ips:.1f}",
             "-" if a is None else f"{a.throughput_ips:.1f}",
-            "-" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f}",
+            _rss(r),
         ))
     return rows
+
+
+def _rss(r: BenchmarkResult) -> str:
+    if r.runtime_rss_mib is not None:
+        return f"{r.runtime_rss_mib:.0f}"
+    return "-" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f}*"
 
 
 def notes(results: Sequence[BenchmarkResult]) -> list[str]:
@@ -79,8 +87,9 @@ def notes(results: Sequence[BenchmarkResult]) -> list[str]:
         asyncs = {r.async_throughput.method for r in measured if r.async_throughput}
         if asyncs:
             out.append("async img/s: " + "; ".join(sorted(asyncs)))
-        out.append("RSS MiB: peak resident memory of the process while the model was loaded "
-                   "and run")
+        out.append("RSS MiB: peak resident memory of a fresh process that only loads and runs "
+                   "the artifact with its runtime; * = of the benchmarking process (PyTorch "
+                   "included), for checkpoints or where that was not measured")
     for r in results:
         if r.skipped:
             out.append(f"{SKIPPED}: {display_name(r.model)} on {target_name(r)}: {r.skipped}")

@@ -88,8 +88,14 @@ class BenchmarkResult:
         throughput_ips: images per second, synchronous (batch_size / mean latency).
         async_throughput: throughput with many requests in flight; None when not measured.
         sweep: synchronous latency/throughput per batch size of the batch sweep.
-        peak_rss_mib: peak resident memory of the process while this model was loaded and
-            run, in MiB (None where the OS does not report it).
+        peak_rss_mib: peak resident memory of the benchmarking process while this model was
+            loaded and run, in MiB (PyTorch and every runtime loaded so far included; None
+            where the OS does not report it).
+        runtime_rss_mib: peak resident memory of a fresh process that only loads and runs
+            this artifact with its runtime (``edgessl.runtime.measure.runtime_memory_mib``):
+            what the model needs on a device. None for checkpoints and where not measured.
+        runtime_imports: heavy packages that process imported ("torch" for a runtime that
+            needs PyTorch).
         top1: top-1 accuracy on the val split as a fraction in [0, 1]; None without data.
         val_images: images the accuracy was measured on; None without data.
         skipped: why this target was not measured (None when it was).
@@ -119,6 +125,8 @@ class BenchmarkResult:
     async_throughput: AsyncStats | None = None
     sweep: tuple[SweepPoint, ...] = ()
     peak_rss_mib: float | None = None
+    runtime_rss_mib: float | None = None
+    runtime_imports: tuple[str, ...] = ()
     top1: float | None = None
     val_images: int | None = None
     skipped: str | None = None
@@ -155,6 +163,7 @@ class BenchmarkResult:
             values["async_throughput"] = AsyncStats(**values["async_throughput"])
         values["sweep"] = tuple(SweepPoint(**p) for p in values.get("sweep") or ())
         values["executed_on"] = tuple(values.get("executed_on") or ())
+        values["runtime_imports"] = tuple(values.get("runtime_imports") or ())
         return cls(**values)
 
 

@@ -44,7 +44,7 @@ from edgessl.benchmark.result import (  # noqa: F401 - re-exported: the public A
     latency_stats,
 )
 from edgessl.config import MAX_BATCH, MAX_RUNS, MAX_THREADS, Range, check_fields
-from edgessl.errors import ConfigError, DeviceUnavailableError
+from edgessl.errors import ConfigError, DeviceUnavailableError, unknown_choice
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ class BenchmarkConfig:
         async_requests: inferences in flight for it; 0 = the profile's ``async_requests``
             (0 there = OpenVINO's optimal number, or one thread per logical core).
         end_to_end: also time decode + resize + preprocess + infer per run.
+        inference_precisions: run each target once per precision (``precision_variants``).
+        runtime_memory: also measure an artifact's memory in a process of its own, with only
+            its runtime loaded (``BenchmarkResult.runtime_rss_mib``).
     """
 
     FIELD_LABEL = "--"  # messages name fields as the flags of edgessl benchmark
@@ -84,9 +87,16 @@ class BenchmarkConfig:
     async_requests: Annotated[int, Range(ge=0, le=MAX_THREADS, note="0 = automatic",
                                          flag="--requests")] = 0
     end_to_end: bool = True
+    inference_precisions: tuple[str, ...] = ()
+    runtime_memory: bool = True
 
     def __post_init__(self) -> None:
         check_fields(self)
+        from edgessl.devices.profile import INFERENCE_PRECISIONS
+
+        for precision in self.inference_precisions:
+            if precision not in INFERENCE_PRECISIONS:
+                raise unknown_choice("--inference-precision", precision, INFERENCE_PRECISIONS)
 
     @property
     def timing(self) -> Timing:
@@ -101,21 +111,11 @@ def model_size_mib(path: str | Path) -> float:
         from edgessl.checkpoint import WEIGHTS_FILE
 
         files = [path / WEIGHTS_FILE]
-    elif path.suffix == ".xml":
-        files = [path, path.with_suffix(".bin")]
-    elif path.suffix == ".onnx":
-        files = [path, *_onnx_external_files(path)]
     else:
-        files = [path]
+        from edgessl.runtime_specs import artifact_files
+
+        files = artifact_files(path)
     return sum(f.stat().st_size for f in files if f.is_file()) / 2**20
-
-
-def _onnx_external_files(path: Path) -> list[Path]:
-    """Files holding an ONNX model's external tensor data (read without loading the data):
-    those the runtime reads, in subgraphs too, and never a file outside the model's folder."""
-    from edgessl.safety import check_onnx_external_data
-
-    return check_onnx_external_data(path)
 
 
 @contextlib.contextmanager
@@ -246,6 +246,12 @@ def benchmark_model(path: str | Path, config: BenchmarkConfig,
         if data is not None:
             top1, val_images = top1_accuracy(model, data, batch)
     ex = model.execution
+    memory = None
+    if config.runtime_memory and not Path(path).is_dir():
+        from edgessl.runtime.measure import runtime_memory_mib
+
+        memory = runtime_memory_mib(path, profile.device if profile is not None
+                                    else config.device, config.batch_size)
     return BenchmarkResult(
         model=str(path), profile=profile.name if profile is not None else "",
         runtime=ex.runtime, device=ex.device, provider=ex.provider,
@@ -256,6 +262,8 @@ def benchmark_model(path: str | Path, config: BenchmarkConfig,
         batch_size=config.batch_size, warmup=config.warmup, iterations=len(timings),
         latency=stats, e2e_latency=e2e, throughput_ips=_ips(config.batch_size, stats.mean_ms),
         async_throughput=async_stats, sweep=sweep, peak_rss_mib=peak_rss_mib(),
+        runtime_rss_mib=None if memory is None else memory.peak_mib,
+        runtime_imports=() if memory is None else memory.imports,
         top1=top1, val_images=val_images,
     )
 
@@ -320,12 +328,14 @@ def benchmark_models(models: Sequence[str | Path], config: BenchmarkConfig | Non
 
         require_dir(config.data, "labeled data folder")
         splits = split_loader(config.data)
-    if not config.profiles:
+    if not config.profiles and not config.inference_precisions:
         return [benchmark_model(m, config, splits) for m in models]
     from edgessl.devices.host import detect_host
     from edgessl.devices.profile import load_profile
 
     profiles = [load_profile(p) for p in config.profiles]
+    if config.inference_precisions:
+        profiles = precision_variants(profiles, config.inference_precisions)
     host = detect_host()
     several = len(profiles) * len(models) > 1
     results = [_run_target(m, config, splits, p, host, several) for m in models
@@ -333,3 +343,32 @@ def benchmark_models(models: Sequence[str | Path], config: BenchmarkConfig | Non
     if all(r.skipped for r in results):
         raise DeviceUnavailableError(f"nothing to measure: {results[0].skipped}")
     return results
+
+
+def precision_variants(profiles: list, precisions: Sequence[str]) -> list:
+    """Each profile once per inference precision (``--inference-precision``), named
+    ``<profile>@<precision>`` and keeping only the runtimes that take the setting; no profile
+    given = the host's CPU with OpenVINO.
+
+    Raises:
+        ConfigError: a profile none of whose runtimes can set an inference precision.
+    """
+    import dataclasses
+
+    from edgessl.devices.profile import DeviceProfile
+    from edgessl.runtime_specs import RUNTIME_SPECS
+
+    able = [n for n, s in RUNTIME_SPECS.items() if s.inference_precisions]
+    profiles = profiles or [DeviceProfile(name="cpu", runtimes=tuple(able), device="CPU")]
+    variants = []
+    for profile in profiles:
+        for precision in precisions:
+            runtimes = tuple(r for r in profile.runtimes
+                             if precision in RUNTIME_SPECS.get(r).inference_precisions)
+            if not runtimes:
+                raise ConfigError(f"--inference-precision applies to {' and '.join(able)}; "
+                                  f"profile '{profile.name}' uses {', '.join(profile.runtimes)}")
+            variants.append(dataclasses.replace(profile, name=f"{profile.name}@{precision}",
+                                                runtimes=runtimes,
+                                                inference_precision=precision))
+    return variants

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from edgessl.cli.app import app, echo, user_errors
+from edgessl.runtime_specs import artifact_kinds
 
 
 def parse_batch_sizes(text: str | None) -> tuple[int, ...]:
@@ -51,7 +52,7 @@ def write_outputs(results, config, outputs: dict[str, Path | None],
 @app.command("benchmark")
 def benchmark(
     models: list[Path] = typer.Argument(
-        ..., metavar="MODEL...", help="Checkpoint folders, .onnx files or OpenVINO .xml files.",
+        ..., metavar="MODEL...", help=f"Checkpoint folders or exported models: {artifact_kinds()}.",
         show_default=False,
     ),
     profile: list[str] = typer.Option(
@@ -77,6 +78,10 @@ def benchmark(
     ),
     device: str | None = typer.Option(
         None, "--device", help="Without --profile: CPU, or CUDA (PyTorch).", show_default="CPU"),
+    inference_precision: list[str] = typer.Option(
+        [], "--inference-precision", metavar="PRECISION",
+        help="f32, bf16 or f16: run each profile's float layers in it (OpenVINO), one row "
+             "each; with --data the rows show what it costs in top-1. Repeatable."),
     json_path: Path | None = typer.Option(
         None, "--json", help="Write results, config, profiles and a host stamp as JSON."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write every field as CSV."),
@@ -113,7 +118,7 @@ def benchmark(
             batch_size=batch_size, batch_sizes=parse_batch_sizes(batch_sizes),
             data=None if data is None else str(data), device=device or "CPU",
             profiles=tuple(profile), async_runs=async_runs, async_requests=requests,
-            end_to_end=end_to_end)
+            end_to_end=end_to_end, inference_precisions=tuple(inference_precision))
         if remote is not None:  # edgessl.deploy.remote: build, copy, run there, clean up
             from edgessl.deploy.remote import remote_results
 
@@ -122,7 +127,8 @@ def benchmark(
             unsupported = [flag for flag, used in (
                 ("--time", time_budget is not None), ("--async-runs", async_runs != 200),
                 ("--requests", requests != 0), ("--no-e2e", not end_to_end),
-                ("--batch-sizes", batch_sizes is not None)) if used]
+                ("--batch-sizes", batch_sizes is not None),
+                ("--inference-precision", bool(inference_precision))) if used]
             if unsupported:
                 raise ConfigError(f"{', '.join(unsupported)} cannot be used with --remote: the "
                                   "device measures synchronous latency per batch size; use "

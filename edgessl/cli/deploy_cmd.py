@@ -7,19 +7,22 @@ from pathlib import Path
 import typer
 
 from edgessl.cli.app import app, echo, user_errors
+from edgessl.runtime_specs import artifact_kinds, bundle_runtimes
 
 
 @app.command("deploy")
 def deploy(
     model: Path = typer.Argument(
-        ..., metavar="MODEL", help="A classifier checkpoint folder, or a .onnx / .xml artifact."),
+        ..., metavar="MODEL",
+        help=f"A classifier checkpoint folder, or an exported model: {artifact_kinds()}."),
     profile: str = typer.Option("cpu", "--profile",
                                 help="Device profile: a shipped name (see edgessl devices) "
                                      "or a .toml file."),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
     archive: bool = typer.Option(False, "--archive", help="Also write <out>.tar.gz."),
     runtime: str | None = typer.Option(
-        None, "--runtime", help="onnxruntime or openvino.", show_default="the profile's first"),
+        None, "--runtime", help=" or ".join(s.name for s in bundle_runtimes()) + ".",
+        show_default="the profile's first"),
     precision: list[str] = typer.Option(
         [], "--precision", metavar="PRECISION", help="Precision to export (repeatable).",
         show_default="the profile's"),

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from edgessl.cli.app import app, echo, user_errors
+from edgessl.export.formats import FORMATS
 
 INT8 = "INT8 options"
 
@@ -15,8 +16,10 @@ INT8 = "INT8 options"
 def export(
     model: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint folder (a classifier "
                                  "from edgessl finetune, or a backbone for --output embedding)."),
-    format: str = typer.Option("onnx", "--format", help="Export format: onnx or openvino."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8."),
+    format: str = typer.Option("onnx", "--format",
+                               help="Export format: " + ", ".join(FORMATS.names()) + "."),
+    precision: str = typer.Option("fp32", "--precision",
+                                  help="fp32, fp16 or int8 (each format lists its own)."),
     output: str | None = typer.Option(
         None, "--output", help="logits, probabilities, embedding or embedding-l2.",
         show_default="logits for a classifier, embedding for a backbone"),

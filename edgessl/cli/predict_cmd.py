@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from edgessl.cli.app import app, echo, user_errors
+from edgessl.runtime_specs import artifact_kinds
 
 
 def load_for_predict(model: Path, device: str):
@@ -21,7 +22,7 @@ def load_for_predict(model: Path, device: str):
             from edgessl.errors import CheckpointError
 
             raise CheckpointError(f"'{model}' is a folder without card.json; pass a checkpoint "
-                                  "folder, a .onnx file or an OpenVINO .xml file")
+                                  f"folder or an exported model ({artifact_kinds()})")
         return DeployedModel(torch_rt.load(model, device=device))
     return load(model, device=device)
 
@@ -62,7 +63,8 @@ def format_prediction(p) -> str:
 @app.command("predict")
 def predict(
     model: Path = typer.Argument(
-        ..., metavar="MODEL", help="A .onnx file, an OpenVINO .xml file or a checkpoint folder."),
+        ..., metavar="MODEL",
+        help=f"An exported model ({artifact_kinds()}) or a checkpoint folder."),
     images: list[Path] = typer.Argument(..., metavar="IMAGE_OR_DIR...",
                                         help="Image files and folders (searched recursively).",
                                         show_default=False),

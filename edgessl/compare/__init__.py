@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from edgessl.compare.arms import ARMS, ORDER
-from edgessl.compare.run import CompareConfig, CompareResult, compare, recommend
+from edgessl.compare.result import ArmResult, CompareResult
+from edgessl.compare.run import CompareConfig, compare, recommend
 
-__all__ = ["ARMS", "ORDER", "CompareConfig", "CompareResult", "compare", "recommend"]
+__all__ = ["ARMS", "ORDER", "ArmResult", "CompareConfig", "CompareResult", "compare", "recommend"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgessl.compare.run import CompareResult
+from edgessl.compare.result import CompareResult
 
 
 def format_table(result: CompareResult) -> str:

@@ -19,13 +19,14 @@ import logging
 import random
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
 from edgessl.backbones import BACKBONES, list_backbones
 from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED, find_start
 from edgessl.compare.arms import ARMS, ORDER, ArmContext
+from edgessl.compare.result import ArmResult, CompareResult
 from edgessl.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MIN_TRAIN_SIDE, Range, check_fields
 from edgessl.data.images import require_dir
 from edgessl.data.labeled import LabeledData, Sample
@@ -101,40 +102,6 @@ class CompareConfig:
 
             if not timm.is_model(arch):
                 raise unknown_choice("backbone", arch, list_backbones(arch))
-
-
-@dataclass(frozen=True)
-class ArmResult:
-    """One arm's cross-validated top-1 (fractions) and cost."""
-
-    name: str
-    title: str
-    backbone: str
-    top1_mean: float
-    top1_std: float
-    top1_per_fold: tuple[float, ...]
-    seconds: float
-
-
-@dataclass(frozen=True)
-class CompareResult:
-    """The arms, the recommendation and where the report went."""
-
-    arms: tuple[ArmResult, ...]
-    recommended: str
-    reason: str
-    labels_per_class: int | None
-    folds: int
-    labeled_images: int
-    ssl_pool: str
-    path: Path
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    settings: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["path"] = str(self.path)
-        return data
 
 
 def make_folds(samples: list[Sample], folds: int, seed: int,

@@ -22,12 +22,13 @@ from typing import Annotated
 
 from edgessl.config import MAX_RUNS, Range, check_fields
 from edgessl.errors import CheckpointError, ConfigError, unknown_choice
+from edgessl.runtime_specs import RUNTIME_SPECS, bundle_runtimes
 
 log = logging.getLogger("edgessl")
 
 TEMPLATES = Path(__file__).parent / "templates"
-# The runtimes a bundle can use (PyTorch is what bundles avoid) and their export format.
-FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "openvino": "openvino"}
+# The runtimes a bundle can use (those that run exported artifacts) and their export format.
+FORMAT_FOR_RUNTIME = {s.name: s.format for s in bundle_runtimes()}
 # Light edgessl modules the runner imports (relative to the package); the runtime's own module
 # is added per bundle. tests/test_deploy.py checks that nothing else is imported.
 VENDORED = (
@@ -35,17 +36,12 @@ VENDORED = (
     "io.py", "interrupt.py",
     "devices/__init__.py", "devices/profile.py", "devices/host.py",
     "data/__init__.py", "data/images.py", "data/preprocess.py", "data/labeled.py",
-    "runtimes/__init__.py", "runtimes/base.py",
+    "registry.py", "runtimes/__init__.py", "runtimes/base.py", "runtime_specs.py",
     "runtime/__init__.py", "runtime/model.py", "runtime/measure.py", "runtime/runner.py",
 )
-RUNTIME_MODULE = {"onnxruntime": "runtimes/onnxruntime_rt.py",
-                  "openvino": "runtimes/openvino_rt.py"}
-# ONNX Runtime ships each execution provider in its own package.
-ORT_PACKAGE_FOR_PROVIDER = {
-    "CUDAExecutionProvider": "onnxruntime-gpu", "TensorrtExecutionProvider": "onnxruntime-gpu",
-    "QNNExecutionProvider": "onnxruntime-qnn", "DmlExecutionProvider": "onnxruntime-directml",
-    "OpenVINOExecutionProvider": "onnxruntime-openvino",
-}
+# Each runtime's own module, as a file under the package (its path from the runtime table).
+RUNTIME_MODULE = {s.name: s.module.removeprefix("edgessl.").replace(".", "/") + ".py"
+                  for s in bundle_runtimes()}
 BASE_REQUIREMENTS = ("numpy>=1.26", "pillow>=10.0", "tomli>=2.0; python_version < '3.11'")
 
 
@@ -107,7 +103,8 @@ def choose_runtime(profile, wanted: str | None) -> str:
         return wanted
     if not usable:
         raise ConfigError(f"profile '{profile.name}' lists only {', '.join(profile.runtimes)}; "
-                          "a bundle needs onnxruntime or openvino in its runtimes")
+                          f"a bundle needs {' or '.join(FORMAT_FOR_RUNTIME)} in its runtimes (the "
+                          "runtimes of exported models)")
     return usable[0]
 
 
@@ -122,9 +119,8 @@ def requirements(profile, runtime: str) -> list[str]:
     """requirements.txt lines: numpy, Pillow and the runtime package at the host's version."""
     from importlib import metadata
 
-    package = runtime
-    if runtime == "onnxruntime" and profile.providers:
-        package = ORT_PACKAGE_FOR_PROVIDER.get(profile.providers[0], "onnxruntime")
+    spec = RUNTIME_SPECS.get(runtime)
+    package = spec.provider_package(profile.providers[0]) if profile.providers else spec.package
     try:  # pin what the host validated; another package (a GPU build) is left unpinned
         line = f"{package}=={metadata.version(package)}"
     except metadata.PackageNotFoundError:
@@ -268,9 +264,9 @@ def _copy_artifact(artifact: Path, tmp: Path, fmt: str) -> dict:
     name = f"{fmt}-{meta.precision}"
     folder = tmp / "models" / name
     folder.mkdir(parents=True)
-    companions = [artifact.with_suffix(".bin")] if artifact.suffix == ".xml" else [
-        artifact.with_name(artifact.name + ".data"), artifact.with_suffix(".data")]
-    for f in [artifact, *companions, artifact.parent / "report.json",
+    from edgessl.runtime_specs import artifact_files
+
+    for f in [*artifact_files(artifact), artifact.parent / "report.json",
               artifact.parent / "metadata.json"]:
         if f.is_file():
             shutil.copy2(f, folder / f.name)
@@ -401,7 +397,18 @@ def _readme(bundle: dict, baseline: dict | None) -> str:
         created=bundle["created"], source=bundle["source"], runtime=bundle["runtime"],
         device=bundle["device"], model_rows="\n".join(rows), host_cpu=host,
         default_model=bundle["recommended"]["model"],
-        default_reason=bundle["recommended"]["reason"])
+        default_reason=bundle["recommended"]["reason"],
+        runtime_needs=_runtime_needs(bundle["runtime"]))
+
+
+def _runtime_needs(runtime: str) -> str:
+    """What the device needs besides requirements.txt, in the README's words."""
+    spec = RUNTIME_SPECS.get(runtime)
+    if spec.torch_free:
+        return "Nothing else is needed: no PyTorch, no edgessl install."
+    return (f"No edgessl install is needed, but {spec.package}'s Python runtime links PyTorch, "
+            "which pip installs with it (on a phone, run the same file with the runtime's own "
+            "C++/Java library instead: no Python at all).")
 
 
 def _archive(folder: Path, archive: Path, force: bool) -> None:

@@ -12,25 +12,8 @@ from dataclasses import dataclass
 
 from edgessl.devices.host import HostInfo
 from edgessl.devices.profile import DeviceProfile
+from edgessl.runtime_specs import RUNTIME_SPECS
 
-# How to get an ONNX Runtime execution provider (they ship in separate wheels).
-PROVIDER_PACKAGES = {
-    "CUDAExecutionProvider": "pip uninstall onnxruntime && pip install onnxruntime-gpu "
-                             "(needs an NVIDIA driver, CUDA 12 and cuDNN 9)",
-    "TensorrtExecutionProvider": "pip uninstall onnxruntime && pip install onnxruntime-gpu "
-                                 "tensorrt (needs an NVIDIA driver, CUDA 12, TensorRT 10)",
-    "QNNExecutionProvider": "pip install onnxruntime-qnn (Windows on Snapdragon, ARM64 Python)",
-    "CoreMLExecutionProvider": "pip install onnxruntime on macOS (the CoreML EP ships in the "
-                               "macOS wheel only)",
-    "OpenVINOExecutionProvider": "pip uninstall onnxruntime && pip install onnxruntime-openvino",
-    "DmlExecutionProvider": "pip uninstall onnxruntime && pip install onnxruntime-directml "
-                            "(Windows)",
-    "ROCMExecutionProvider": "install ONNX Runtime built for ROCm (AMD's onnxruntime-rocm wheel)",
-    "MIGraphXExecutionProvider": "install ONNX Runtime built for MIGraphX (AMD's wheel)",
-    "XnnpackExecutionProvider": "build ONNX Runtime with --use_xnnpack",
-    "ACLExecutionProvider": "build ONNX Runtime with --use_acl (Arm Compute Library)",
-    "ArmNNExecutionProvider": "build ONNX Runtime with --use_armnn",
-}
 OPENVINO_DEVICE_FIX = {
     "GPU": "install Intel's GPU compute runtime (Ubuntu: apt install intel-opencl-icd "
            "ocl-icd-libopencl1) and add the user to the 'render' group",
@@ -87,7 +70,7 @@ def _check_onnxruntime(profile: DeviceProfile, host: HostInfo) -> tuple[str, str
     have = ", ".join(host.onnxruntime_providers) or "none"
     reason = (f"ONNX Runtime {version} here has no {', '.join(missing)} (missing package; "
               f"available: {have})")
-    return reason, PROVIDER_PACKAGES.get(missing[0], profile.setup)
+    return reason, RUNTIME_SPECS.get("onnxruntime").provider_fix(missing[0]) or profile.setup
 
 
 def _check_openvino(profile: DeviceProfile, host: HostInfo) -> tuple[str, str]:
@@ -118,8 +101,21 @@ def _check_pytorch(profile: DeviceProfile, host: HostInfo) -> tuple[str, str]:
     return "", ""
 
 
-CHECKS = {"onnxruntime": _check_onnxruntime, "openvino": _check_openvino,
-          "pytorch": _check_pytorch}
+def _check_installed(runtime: str):
+    """The check of a runtime without a device probe of its own: its package is installed."""
+    spec = RUNTIME_SPECS.get(runtime)
+
+    def check(profile: DeviceProfile, host: HostInfo) -> tuple[str, str]:
+        if host.versions.get(spec.import_name, "not installed") == "not installed":
+            return f"{spec.package} is not installed", f"pip install {spec.package}"
+        return "", ""
+
+    return check
+
+
+# Runtimes whose devices the host probe reports; the others need their package installed.
+DEVICE_CHECKS = {"onnxruntime": _check_onnxruntime, "openvino": _check_openvino,
+                 "pytorch": _check_pytorch}
 
 
 def check_runtime(profile: DeviceProfile, runtime: str, host: HostInfo) -> Availability:
@@ -135,7 +131,7 @@ def check_runtime(profile: DeviceProfile, runtime: str, host: HostInfo) -> Avail
     if mismatch:
         return Availability(profile.name, runtime, False, mismatch,
                             profile.setup or "run it on that device")
-    reason, fix = CHECKS[runtime](profile, host)
+    reason, fix = DEVICE_CHECKS.get(runtime, _check_installed(runtime))(profile, host)
     return Availability(profile.name, runtime, not reason, reason, fix)
 
 

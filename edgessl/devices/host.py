@@ -216,12 +216,12 @@ def package_versions() -> dict[str, str]:
     from edgessl import __version__
 
     versions = {"python": platform.python_version(), "edgessl": __version__}
-    candidates = {
-        "numpy": ("numpy",),
-        "torch": ("torch",),
-        "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
-        "openvino": ("openvino",),
-    }
+    from edgessl.runtime_specs import RUNTIME_SPECS
+
+    candidates: dict[str, tuple[str, ...]] = {"numpy": ("numpy",)}
+    for _, spec in RUNTIME_SPECS.items():  # each runtime's package, or one that carries it
+        candidates[spec.import_name] = tuple(dict.fromkeys(
+            (spec.package, *(package for _, package, _ in spec.providers))))
     for name, dists in candidates.items():
         module = sys.modules.get(name)
         if module is not None and hasattr(module, "__version__"):

@@ -15,21 +15,16 @@ from typing import Annotated
 from edgessl.config import MAX_BATCH, MAX_THREADS, Range, check_fields, from_dict, load_toml
 from edgessl.devices.host import KNOWN_FLAGS, arch_family, flag_family
 from edgessl.errors import ConfigError, unknown_choice
+from edgessl.runtime_specs import RUNTIME_SPECS, runtime_names
 
-# The runtime names of edgessl.runtimes.registry.RUNTIMES, repeated here so that reading a
-# profile does not import every runtime (test_devices checks the two stay in step).
-RUNTIME_NAMES = ("onnxruntime", "openvino", "pytorch")
 PRECISIONS = ("fp32", "fp16", "int8")
+# Compute precisions a runtime can be asked to run float layers in (OpenVINO's hint).
+INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
-# Device names the PyTorch runtime understands (torch_rt.DEVICES, plus "CUDA:<i>").
-TORCH_DEVICES = ("CPU", "CUDA")
-# ONNX Runtime execution providers edgessl knows how to detect and explain.
-KNOWN_PROVIDERS = (
-    "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider",
-    "QNNExecutionProvider", "CoreMLExecutionProvider", "OpenVINOExecutionProvider",
-    "DmlExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider",
-    "XnnpackExecutionProvider", "ACLExecutionProvider", "ArmNNExecutionProvider",
-)
+# ONNX Runtime execution providers edgessl knows how to detect and explain. Runtime names and
+# the devices each takes come from the runtime table too, which imports no runtime.
+KNOWN_PROVIDERS = ("CPUExecutionProvider",
+                   *(name for name, _, _ in RUNTIME_SPECS.get("onnxruntime").providers))
 
 
 @dataclass(frozen=True)
@@ -68,6 +63,11 @@ class DeviceProfile:
         board: text that must appear in the board name (/proc/device-tree/model), e.g.
             "Raspberry Pi 5"; empty = any host.
         setup: one line on how to get the target working (shown when it is unavailable).
+        inference_precision: the precision float layers compute in (f32, bf16, f16), for the
+            runtimes that take the setting (OpenVINO); "" = edgessl's default, the artifact's
+            own precision (f32 on CPUs; NPUs compute in f16). bf16 is faster on CPUs with
+            AVX512_BF16 or AMX and costs accuracy; a runtime that cannot honour it is an error,
+            never a silent f32 run.
     """
 
     name: str = ""
@@ -91,22 +91,27 @@ class DeviceProfile:
     isa: tuple[str, ...] = ()
     board: str = ""
     setup: str = ""
+    inference_precision: str = ""
 
     def __post_init__(self) -> None:
         where = f"device profile '{self.name}'"
         check_fields(self, label=lambda name: f"{where}: '{name}'")
         if not self.runtimes:
             raise ConfigError(f"{where}: 'runtimes' is empty; list at least one of "
-                              f"{', '.join(RUNTIME_NAMES)}")
+                              f"{', '.join(runtime_names())}")
         for runtime in self.runtimes:
-            if runtime not in RUNTIME_NAMES:
-                raise _in(where, unknown_choice("runtime", runtime, RUNTIME_NAMES))
+            if runtime not in RUNTIME_SPECS:
+                raise _in(where, unknown_choice("runtime", runtime, runtime_names()))
         self._check_choices(where)
         self._check_numbers(where)
         self._check_isa(where)
-        if "pytorch" in self.runtimes and self.device.upper().split(":")[0] not in TORCH_DEVICES:
-            raise ConfigError(f"{where}: runtime 'pytorch' needs 'device' CPU or CUDA, got "
-                              f"'{self.device}'; drop pytorch from 'runtimes' or fix 'device'")
+        for runtime in self.runtimes:
+            devices = RUNTIME_SPECS.get(runtime).devices
+            if devices and self.device.upper().split(":")[0] not in devices:
+                raise ConfigError(f"{where}: runtime '{runtime}' needs 'device' "
+                                  f"{' or '.join(devices)}, got '{self.device}'; drop {runtime} "
+                                  "from 'runtimes' or fix 'device'")
+        self._check_inference_precision(where)
         if "onnxruntime" in self.runtimes and not self.providers:
             raise ConfigError(f"{where}: 'providers' is empty; list ONNX Runtime execution "
                               f"providers, e.g. {', '.join(KNOWN_PROVIDERS[:3])}")
@@ -117,6 +122,22 @@ class DeviceProfile:
             if not isinstance(self.provider_options[provider], dict):
                 raise ConfigError(f"{where}: 'provider_options.{provider}' must be a table of "
                                   "option = value")
+
+    def _check_inference_precision(self, where: str) -> None:
+        if not self.inference_precision:
+            return
+        if self.inference_precision not in INFERENCE_PRECISIONS:
+            raise _in(where, unknown_choice("inference_precision", self.inference_precision,
+                                            INFERENCE_PRECISIONS))
+        unable = [r for r in self.runtimes
+                  if self.inference_precision not in RUNTIME_SPECS.get(r).inference_precisions]
+        if unable:
+            able = [n for n, s in RUNTIME_SPECS.items()
+                    if self.inference_precision in s.inference_precisions]
+            raise ConfigError(f"{where}: 'inference_precision' {self.inference_precision} is a "
+                              f"setting of {' and '.join(able)}; {', '.join(unable)} cannot "
+                              f"take it: list only {' or '.join(able)} in 'runtimes', or drop "
+                              "'inference_precision'")
 
     def _check_choices(self, where: str) -> None:
         for provider in self.providers:

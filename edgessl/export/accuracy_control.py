@@ -12,35 +12,20 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgessl.errors import ConfigError, EdgesslError
+from edgessl.export.request import AccuracyData
 from edgessl.export.schemes import NNCF_SCHEMES
 
 if TYPE_CHECKING:
-    from edgessl.export.formats import ExportRequest
+    from edgessl.export.request import ExportRequest
     from edgessl.export.schemes import SchemeChoice
 
 # Layers whose inputs a quantizer feeds in an INT8 model; any of them without one stayed float.
 COMPUTE_OPS = {"Convolution", "GroupConvolution", "MatMul", "Conv", "Gemm", "ConvTranspose"}
-
-
-@dataclass(frozen=True)
-class AccuracyData:
-    """Labeled validation images for accuracy-aware quantization.
-
-    Attributes:
-        inputs: float32 [N, 3, S, S], preprocessed as at inference.
-        labels: int64 [N], indices into the checkpoint's labels.
-        source: where they came from (for the report).
-    """
-
-    inputs: np.ndarray
-    labels: np.ndarray
-    source: str
 
 
 def accuracy_data(card, data) -> AccuracyData:

@@ -8,6 +8,7 @@ a temporary name and renamed into place, so a failed export leaves nothing behin
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ REPORT_FILE = "report.json"
 SIDECAR_FILE = "metadata.json"
 # Above this, fp32 outputs differ from PyTorch by more than float32 kernels explain.
 FP32_WARN_DIFF = 1e-3
-VERSIONED = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "onnxslim")
+VERSIONED = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "onnxslim", "executorch",
+             "torchao")
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,8 @@ def export_model(checkpoint: str | Path, config: ExportConfig = ExportConfig()) 
     from edgessl.models import load_model
 
     fmt = _check_config(config)
+    if fmt.fixed_batch is not None and config.static_batch is None:  # e.g. ExecuTorch: batch 1
+        config = dataclasses.replace(config, static_batch=fmt.fixed_batch)
     checkpoint = Path(checkpoint)
     card = read_card(checkpoint)
     out = Path(config.out) if config.out else default_out(checkpoint, fmt.name, config.precision)
@@ -183,7 +187,7 @@ def export_model(checkpoint: str | Path, config: ExportConfig = ExportConfig()) 
     module, task = export_module(model, card.kind, output, str(checkpoint))
     meta = _meta(card, checkpoint, fmt, config, output, task)
     with atomic_dir(out, force=config.force) as tmp:
-        written = fmt.export(_request(module, meta, tmp, card, config))
+        written = fmt.export(_request(module, meta, tmp, card, config, fmt))
         report = _report(written, module, card, config, fmt, checkpoint, meta)
         write_json(tmp / SIDECAR_FILE, _sidecar(written.path))
         write_json(tmp / REPORT_FILE, {**report, "path": str(out / written.path.name)})
@@ -194,8 +198,8 @@ def export_model(checkpoint: str | Path, config: ExportConfig = ExportConfig()) 
     return ExportResult(out / written.path.name, {**report, "path": str(out / written.path.name)})
 
 
-def _request(module, meta, tmp: Path, card, config: ExportConfig):
-    from edgessl.export.formats import ExportRequest
+def _request(module, meta, tmp: Path, card, config: ExportConfig, fmt):
+    from edgessl.export.request import ExportRequest
     from edgessl.export.schemes import resolve_model_type
 
     calibration = accuracy = None
@@ -211,7 +215,8 @@ def _request(module, meta, tmp: Path, card, config: ExportConfig):
     log.info("exporting %s %s to %s %s", meta.extra["checkpoint"], meta.output, meta.format,
              meta.precision)
     return ExportRequest(module, meta, tmp, ARTIFACT_STEM, config.precision, calibration,
-                         config.quant, resolve_model_type(config.quant, module), accuracy,
+                         config.quant, fmt.quantizer_for(config.quant),
+                         resolve_model_type(config.quant, module), accuracy,
                          config.embed_preprocessing, config.static_batch, config.simplify)
 
 

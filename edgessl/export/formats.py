@@ -7,67 +7,15 @@ it exports and the runtime that runs it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
-from edgessl.artifact import ArtifactMeta
-from edgessl.export import onnx_format, openvino_format
+from edgessl.export import executorch_format, onnx_format, openvino_format
+from edgessl.export.request import ExportOutput, ExportRequest
 from edgessl.export.schemes import QuantizeConfig
 from edgessl.registry import Registry
+from edgessl.runtime_specs import runtime_for_format
 
-if TYPE_CHECKING:
-    from edgessl.export.accuracy_control import AccuracyData
-    from edgessl.export.calibration import CalibrationSet
-
-
-@dataclass(frozen=True)
-class ExportRequest:
-    """What a format's export function gets.
-
-    Attributes:
-        model: the PyTorch module to export in eval mode, images [N, 3, S, S] -> [N, C] or
-            [N, D] (see ``edgessl.export.targets``).
-        meta: the metadata to embed; the function adds its quantization scheme to ``extra``.
-        out_dir: the (temporary) folder to write into.
-        stem: the artifact's file name without suffix ("model").
-        precision: "fp32", "fp16" or "int8".
-        calibration: calibration images for int8, None otherwise.
-        quant: INT8 settings (scheme, knobs, max_drop).
-        model_type: "cnn" or "transformer" (resolved from ``quant.model_type``).
-        accuracy: labeled validation images for ``quant.max_drop``, None otherwise.
-        embed_preprocessing: give the artifact a uint8 [N, S, S, 3] input.
-        static_batch: fix the batch axis to this size; None = dynamic.
-        simplify: simplify the graph (ONNX, onnxslim) where outputs do not change.
-    """
-
-    model: Any
-    meta: ArtifactMeta
-    out_dir: Path
-    stem: str
-    precision: str
-    calibration: CalibrationSet | None = None
-    quant: QuantizeConfig = QuantizeConfig()
-    model_type: str = "cnn"
-    accuracy: AccuracyData | None = None
-    embed_preprocessing: bool = False
-    static_batch: int | None = None
-    simplify: bool = False
-
-
-@dataclass(frozen=True)
-class ExportOutput:
-    """What a format's export function wrote.
-
-    Attributes:
-        path: the artifact (``.onnx``, ``.xml``).
-        fp32_size_mib: size of the same graph at fp32 (for the compression ratio).
-        details: report entries (scheme and its reason, layers kept in float, simplify).
-    """
-
-    path: Path
-    fp32_size_mib: float
-    details: dict = field(default_factory=dict)
+__all__ = ["FORMATS", "ExportFormat", "ExportOutput", "ExportRequest"]
 
 
 @dataclass(frozen=True)
@@ -76,27 +24,43 @@ class ExportFormat:
 
     Attributes:
         name: the ``--format`` name.
-        suffix: the artifact's file suffix (".onnx", ".xml").
         precisions: the ``--precision`` values it supports.
-        runtime: the name in ``edgessl.runtimes.registry.RUNTIMES`` that runs it.
         export: writes the artifact for an ExportRequest.
-        quantizer: who quantizes to int8, "ort" or "nncf"; under max_drop always "nncf".
+        quantizer: who quantizes to int8: "ort", "nncf" or "pt2e"; under max_drop "nncf"
+            for the formats NNCF can quantize (ONNX, OpenVINO).
+        fixed_batch: the batch size its artifacts take when ``--static-batch`` is not given;
+            None = a dynamic batch axis.
     """
 
     name: str
-    suffix: str
     precisions: tuple[str, ...]
-    runtime: str
     export: Callable[[ExportRequest], ExportOutput]
     quantizer: str = "nncf"
+    fixed_batch: int | None = None
+
+    @property
+    def runtime(self) -> str:
+        """The runtime that runs its artifacts (from ``edgessl.runtime_specs``)."""
+        return runtime_for_format(self.name).name
+
+    @property
+    def suffix(self) -> str:
+        """The artifact's file suffix (".onnx", ".xml"), as its runtime opens it."""
+        return runtime_for_format(self.name).suffixes[0]
 
     def quantizer_for(self, quant: QuantizeConfig) -> str:
-        """The int8 quantizer used: NNCF for accuracy control, else the format's own."""
-        return "nncf" if quant.max_drop is not None else self.quantizer
+        """The int8 quantizer used: NNCF for accuracy control where NNCF can quantize the
+        format, else the format's own."""
+        if quant.max_drop is not None and self.quantizer in ("ort", "nncf"):
+            return "nncf"
+        return self.quantizer
 
 
 FORMATS: Registry[ExportFormat] = Registry("export format")
-FORMATS.register("onnx", ExportFormat("onnx", ".onnx", ("fp32", "fp16", "int8"), "onnxruntime",
+FORMATS.register("onnx", ExportFormat("onnx", ("fp32", "fp16", "int8"),
                                       onnx_format.export_onnx, quantizer="ort"))
-FORMATS.register("openvino", ExportFormat("openvino", ".xml", ("fp32", "fp16", "int8"),
-                                          "openvino", openvino_format.export_openvino))
+FORMATS.register("openvino", ExportFormat("openvino", ("fp32", "fp16", "int8"),
+                                          openvino_format.export_openvino))
+FORMATS.register("executorch", ExportFormat("executorch", ("fp32", "int8"),
+                                            executorch_format.export_executorch,
+                                            quantizer="pt2e", fixed_batch=1))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from edgessl.errors import ConfigError, EdgesslError
 
 if TYPE_CHECKING:
-    from edgessl.export.formats import ExportOutput, ExportRequest
+    from edgessl.export.request import ExportOutput, ExportRequest
     from edgessl.export.schemes import SchemeChoice
 
 log = logging.getLogger("edgessl")
@@ -48,12 +48,12 @@ def export_onnx(request: ExportRequest) -> ExportOutput:
     """
     import onnx
 
-    from edgessl.export.formats import ExportOutput
     from edgessl.export.preprocessing import embed_onnx, fix_batch_onnx
+    from edgessl.export.request import ExportOutput
 
     meta = request.meta
     out = request.out_dir / f"{request.stem}.onnx"
-    proto = _torch_to_onnx(request.model, meta.image_size, output_name(meta.output))
+    proto = torch_to_onnx(request.model, meta.image_size, output_name(meta.output))
     details: dict = {}
     if request.simplify:
         from edgessl.export.simplify import simplify_onnx
@@ -135,10 +135,9 @@ def _quantize(fp32: Path, out: Path, request: ExportRequest):
     """INT8 QDQ: NNCF under max_drop, else ONNX Runtime. Returns (proto, scheme entries)."""
     import onnx
 
-    from edgessl.export.formats import FORMATS
     from edgessl.export.schemes import choose_scheme
 
-    quantizer = FORMATS.get("onnx").quantizer_for(request.quant)
+    quantizer = request.quantizer
     choice = choose_scheme(quantizer, request.quant)
     if quantizer == "nncf":
         from edgessl.export.accuracy_control import nncf_quantize
@@ -164,7 +163,7 @@ def _quiet(names: tuple[str, ...]) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _torch_to_onnx(model, image_size: int, output: str):
+def torch_to_onnx(model, image_size: int, output: str):
     """The module as an ONNX ModelProto with input [batch, 3, S, S] -> output [batch, C]."""
     import torch
 

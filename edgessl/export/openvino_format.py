@@ -19,7 +19,7 @@ from edgessl.errors import EdgesslError
 from edgessl.io import disk_errors
 
 if TYPE_CHECKING:
-    from edgessl.export.formats import ExportOutput, ExportRequest
+    from edgessl.export.request import ExportOutput, ExportRequest
 
 log = logging.getLogger("edgessl")
 
@@ -35,8 +35,8 @@ def export_openvino(request: ExportRequest) -> ExportOutput:
     import openvino as ov
 
     from edgessl.artifact import META_KEY
-    from edgessl.export.formats import ExportOutput
     from edgessl.export.preprocessing import embed_openvino, fix_batch_openvino
+    from edgessl.export.request import ExportOutput
 
     meta = request.meta
     ov_model = torch_to_openvino(request.model, meta.image_size, meta.output.removesuffix("-l2"))
@@ -113,12 +113,12 @@ def _via_onnx(model, image_size: int, output: str, first_error: Exception):
     import onnx
     import openvino as ov
 
-    from edgessl.export.onnx_format import _torch_to_onnx
+    from edgessl.export.onnx_format import torch_to_onnx
 
     with tempfile.TemporaryDirectory(prefix="edgessl-ov-") as tmp:
         path = Path(tmp) / "model.onnx"
         try:
-            onnx.save(_torch_to_onnx(model, image_size, output), str(path))
+            onnx.save(torch_to_onnx(model, image_size, output), str(path))
             return ov.convert_model(str(path))
         except Exception as exc:  # noqa: BLE001 - as above
             raise EdgesslError(f"OpenVINO {ov.get_version()} cannot convert this backbone "

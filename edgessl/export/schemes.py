@@ -38,6 +38,8 @@ ORT_SCHEMES = {
 }
 # NNCF (OpenVINO, and ONNX under --max-drop) schemes: which layers get 7-bit weights.
 NNCF_SCHEMES = {"w8": "disable", "w7-first": "first_layer_only", "w7": "enable"}
+# PyTorch PT2E with ExecuTorch's XNNPACK quantizer: signed 8-bit, symmetric weights.
+PT2E_SCHEMES = ("s8",)
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 PRESETS = ("performance", "mixed")
 MODEL_TYPES = ("auto", "cnn", "transformer")
@@ -122,7 +124,11 @@ class SchemeChoice:
 
 
 def check_quantize_config(quant: QuantizeConfig, quantizer: str) -> None:
-    """Reject unknown names and knobs that the chosen quantizer ("ort"/"nncf") does not have."""
+    """Reject unknown names and knobs that the chosen quantizer ("ort"/"nncf"/"pt2e") does not
+    have."""
+    if quantizer == "pt2e":
+        _check_pt2e(quant)
+        return
     if quant.target_isa not in TARGET_ISAS:
         raise unknown_choice("--target-isa", quant.target_isa, TARGET_ISAS)
     if quant.target is not None and quant.target_isa != "host":
@@ -148,6 +154,24 @@ def check_quantize_config(quant: QuantizeConfig, quantizer: str) -> None:
                               "ONNX with --max-drop) estimates ranges itself — drop it")
         if quant.preset is not None and quant.preset not in PRESETS:
             raise unknown_choice("--preset", quant.preset, PRESETS)
+
+
+def _check_pt2e(quant: QuantizeConfig) -> None:
+    """ExecuTorch int8 (PT2E, XNNPACK quantizer): what it has of the INT8 knobs."""
+    if quant.scheme != "auto" and quant.scheme not in PT2E_SCHEMES:
+        raise unknown_choice("ExecuTorch (PT2E) scheme", quant.scheme, ["auto", *PT2E_SCHEMES])
+    for flag, value in (("--calib-method", quant.calib_method), ("--preset", quant.preset),
+                        ("--bias-correction", quant.bias_correction),
+                        ("--max-drop", quant.max_drop)):
+        if value is not None:
+            raise ConfigError(f"{flag} is not an option of ExecuTorch int8 (PT2E with the "
+                              "XNNPACK quantizer); use --format onnx or openvino for it, or "
+                              "drop it")
+    if quant.ignored:
+        raise ConfigError("--ignore is not supported by ExecuTorch int8 (PT2E); use --format "
+                          "onnx or openvino to keep layers in float")
+    if quant.model_type not in MODEL_TYPES:
+        raise unknown_choice("--model-type", quant.model_type, MODEL_TYPES)
 
 
 def _quantizer_name(quantizer: str) -> str:
@@ -183,6 +207,9 @@ def choose_scheme(quantizer: str, quant: QuantizeConfig,
     """
     if quant.scheme != "auto":
         return SchemeChoice(quant.scheme, "chosen with --scheme")
+    if quantizer == "pt2e":  # one scheme, whatever the CPU
+        return SchemeChoice("s8", "XNNPACK's int8 kernels accumulate in 32 bits on every CPU "
+                                  "it supports, so full 8-bit weights are safe", "any CPU")
     if flags is None:
         target = cpu_target(quant)
     else:

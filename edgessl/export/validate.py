@@ -14,25 +14,12 @@ import numpy as np
 from edgessl.checkpoint import ModelCard
 from edgessl.errors import CheckpointError, DataError
 from edgessl.io import require_finite
+from edgessl.runtime_specs import artifact_size_mib
 
 log = logging.getLogger("edgessl")
 
 BATCH_SIZE = 64
 UNLABELED_SAMPLE = 256
-
-
-def artifact_files(path: Path) -> list[Path]:
-    """The files an artifact consists of: the ``.onnx``, or the ``.xml`` and its ``.bin``."""
-    path = Path(path)
-    files = [path]
-    if path.suffix.lower() == ".xml":
-        files.append(path.with_suffix(".bin"))
-    return [f for f in files if f.is_file()]
-
-
-def artifact_size_mib(path: Path) -> float:
-    """The artifact's size on disk in MiB (``.xml`` + ``.bin`` for OpenVINO)."""
-    return sum(f.stat().st_size for f in artifact_files(path)) / 2**20
 
 
 def validation_samples(card: ModelCard, data: str | Path | None) -> tuple[list[Path], np.ndarray]:

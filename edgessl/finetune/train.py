@@ -12,6 +12,7 @@ from typing import Annotated
 import numpy as np
 import torch
 
+from edgessl.backbone_source import resolve_backbone
 from edgessl.checkpoint import METRICS_FILE, ModelCard
 from edgessl.config import (
     MAX_BATCH,
@@ -26,7 +27,6 @@ from edgessl.data.labeled import LabeledData, fingerprint, labels_per_class, loa
 from edgessl.data.tensors import ImageDataset
 from edgessl.errors import ConfigError, Interrupted, OutputExistsError
 from edgessl.finetune.evaluate import classification_metrics, predict_logits
-from edgessl.finetune.source import resolve_backbone
 from edgessl.limits import MAX_IMAGE_SIDE
 from edgessl.models import Classifier, save_model
 from edgessl.training import (

@@ -8,6 +8,7 @@ module travels in deploy bundles (the host benchmark module may grow heavier imp
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -117,11 +118,10 @@ def latency(seconds) -> dict:
 
 
 def size_mib(path: Path) -> float:
-    """The artifact's size on disk in MiB (.xml with its .bin; .onnx with a .data file)."""
-    path = Path(path)
-    extra = [path.with_suffix(".bin")] if path.suffix == ".xml" else [
-        path.with_name(path.name + ".data"), path.with_suffix(".data")]
-    return sum(f.stat().st_size for f in {path, *extra} if f.is_file()) / 2**20
+    """The artifact's size on disk in MiB, every file of it (``artifact.artifact_files``)."""
+    from edgessl.runtime_specs import artifact_size_mib
+
+    return artifact_size_mib(path)
 
 
 def benchmark(model, batch_size: int = 1, warmup: int = 10, iterations: int = 100,
@@ -159,6 +159,7 @@ def benchmark(model, batch_size: int = 1, warmup: int = 10, iterations: int = 10
     stats = latency(timings)
     accuracy, val_images = top1(model, data) if data is not None else (None, None)
     ex = model.execution
+    memory = runtime_memory_mib(model.path, ex.device.split(",")[0] or "CPU", batch_size)
     return {
         "model": name or str(model.path), "runtime": ex.runtime, "device": ex.device,
         "provider": ex.provider, "executed_on": _executed_on(model),
@@ -169,6 +170,8 @@ def benchmark(model, batch_size: int = 1, warmup: int = 10, iterations: int = 10
         "throughput_ips": batch_size * 1000.0 / stats["mean_ms"] if stats["mean_ms"] > 0
         else math.inf,
         "top1": accuracy, "val_images": val_images,
+        "runtime_rss_mib": None if memory is None else memory.peak_mib,
+        "runtime_imports": [] if memory is None else list(memory.imports),
     }
 
 
@@ -195,3 +198,86 @@ def device_stamp() -> dict:
     return {"hostname": platform.node(), "machine": platform.machine(), "cpu": cpu,
             "logical_cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version()}
+
+
+# Run in a fresh Python by ``runtime_memory_mib``: only the light runtime and the artifact's own
+# runtime are imported, then the model is loaded and run; prints the peak RSS in KiB.
+_MEMORY_CHILD = """
+import resource, sys
+try:  # Linux: the peak starts from the parent's at fork; reset it to this process's own
+    open("/proc/self/clear_refs", "w").write("5")
+except OSError:
+    pass
+import numpy as np
+from edgessl.runtime.model import load
+model = load(sys.argv[1], device=sys.argv[2])
+meta, side = model.meta, model.meta.image_size
+batch = meta.fixed_batch or int(sys.argv[3])
+shape = (batch, side, side, 3) if meta.raw_input else (batch, 3, side, side)
+x = np.zeros(shape, np.uint8 if meta.raw_input else np.float32)
+for _ in range(int(sys.argv[4])):
+    model.run(x)
+print("imports", ",".join(sorted(m for m in ("torch", "onnxruntime", "openvino", "executorch")
+                                 if m in sys.modules)))
+try:
+    peak = next(int(line.split()[1]) for line in open("/proc/self/status")
+                if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("peak_kib", peak)
+"""
+
+
+@dataclass(frozen=True)
+class RuntimeMemory:
+    """Peak resident memory of a process that only loads and runs the artifact.
+
+    Attributes:
+        peak_mib: its peak RSS in MiB (Python, numpy, the runtime, the model, its buffers).
+        imports: the heavy packages that process imported (``torch`` shows a runtime that
+            needs PyTorch, such as ExecuTorch's Python runtime).
+    """
+
+    peak_mib: float
+    imports: tuple[str, ...]
+
+
+def runtime_memory_mib(path: str | Path, device: str = "CPU", batch_size: int = 1,
+                       runs: int = 3, timeout: float = 300) -> RuntimeMemory | None:
+    """Measure the memory an artifact needs on its own: load and run it in a fresh Python.
+
+    The benchmarking process holds PyTorch and every runtime it has loaded, so its peak says
+    little about a device; this child process holds only what the deploy runtime imports for
+    the artifact. None where the OS has no ``resource`` module (Windows) or the child fails.
+    An unchanged file is measured once per process (the child costs a second or two).
+    """
+    stat = Path(path).stat()
+    return _measure_memory(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size, device,
+                           batch_size, runs, timeout)
+
+
+@functools.lru_cache(maxsize=64)
+def _measure_memory(path: str, mtime_ns: int, size: int, device: str, batch_size: int,
+                    runs: int, timeout: float) -> RuntimeMemory | None:
+    import subprocess
+    import sys
+
+    try:
+        import resource  # noqa: F401 - only to know the child can report
+    except ImportError:
+        return None
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
+    try:
+        proc = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path), device,
+                               str(batch_size), str(runs)], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    fields = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+    if proc.returncode != 0 or "peak_kib" not in fields:
+        return None
+    peak = int(fields["peak_kib"])  # KiB (VmHWM, Linux ru_maxrss); bytes on macOS
+    return RuntimeMemory(peak / 2**20 if sys.platform == "darwin" else peak / 1024,
+                         tuple(m for m in fields.get("imports", "").split(",") if m))

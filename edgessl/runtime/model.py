@@ -17,11 +17,6 @@ import numpy as np
 
 from edgessl.errors import CheckpointError, DataError, DeviceUnavailableError, EdgesslError
 
-# Artifact suffix -> (runtime name, module under edgessl.runtimes, pip package that provides it).
-RUNTIME_FOR_SUFFIX = {
-    ".onnx": ("onnxruntime", "edgessl.runtimes.onnxruntime_rt", "onnxruntime"),
-    ".xml": ("openvino", "edgessl.runtimes.openvino_rt", "openvino"),
-}
 DEFAULT_BATCH = 32
 
 
@@ -59,11 +54,15 @@ def runtime_of(path: str | Path) -> tuple[str, str, str]:
     Raises:
         CheckpointError: for a path that is not a ``.onnx`` or ``.xml`` artifact.
     """
+    from edgessl.runtime_specs import bundle_runtimes, runtime_for_suffix
+
     path = Path(path)
-    if path.suffix.lower() not in RUNTIME_FOR_SUFFIX:
-        raise CheckpointError(f"'{path}' is not an exported model; pass a .onnx file or an "
-                              "OpenVINO .xml file written by edgessl export")
-    return RUNTIME_FOR_SUFFIX[path.suffix.lower()]
+    spec = runtime_for_suffix(path.suffix)
+    if spec is None or spec.format is None:
+        kinds = ", ".join(f"{s.suffix_text()} ({s.name})" for s in bundle_runtimes())
+        raise CheckpointError(f"'{path}' is not an exported model; pass a file written by "
+                              f"edgessl export: {kinds}")
+    return spec.name, spec.module, spec.package
 
 
 def load(path: str | Path, device: str = "CPU", profile=None) -> DeployedModel:
@@ -80,11 +79,14 @@ def load(path: str | Path, device: str = "CPU", profile=None) -> DeployedModel:
         DeviceUnavailableError: the runtime is not installed, or lacks ``device``.
     """
     path = Path(path)
+    from edgessl.runtime_specs import RUNTIME_SPECS
+
     runtime, module_name, package = runtime_of(path)
+    import_name = RUNTIME_SPECS.get(runtime).import_name
     if not path.is_file():
         raise CheckpointError(f"model '{path}' does not exist; check the path")
     try:
-        importlib.import_module(runtime)
+        importlib.import_module(import_name)
     except ImportError:
         raise DeviceUnavailableError(
             f"'{path.name}' needs {runtime}, which is not installed for this Python; "
@@ -158,7 +160,7 @@ class DeployedModel:
         self.meta = loaded.meta
         self.execution = loaded.execution
         self.load_seconds = loaded.load_seconds
-        self.raw_input = _takes_uint8(loaded)
+        self.raw_input = loaded.meta.raw_input
 
     def preprocess(self, images) -> np.ndarray:
         """Images (paths, PIL images, [H, W, 3] arrays) -> the model's input batch.
@@ -191,10 +193,22 @@ class DeployedModel:
         return np.stack(out)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run one preprocessed batch (see ``preprocess``); returns float32 [N, C] or [N, D]."""
-        if not self.raw_input:
+        """Run a preprocessed batch (see ``preprocess``); returns float32 [N, C] or [N, D].
+
+        An artifact exported for a fixed batch gets batches of that size: ``batch`` is cut into
+        them, the last one padded with copies of its first image and the padding dropped.
+        """
+        fixed = self.meta.fixed_batch
+        if fixed is None or len(batch) == fixed:
             return self.loaded.run(batch)
-        return _run_uint8(self.loaded, np.ascontiguousarray(batch, dtype=np.uint8))
+        outs = []
+        for start in range(0, len(batch), fixed):
+            part = batch[start:start + fixed]
+            short = fixed - len(part)
+            if short:
+                part = np.concatenate([part, np.repeat(part[:1], short, axis=0)])
+            outs.append(self.loaded.run(part)[:fixed - short])
+        return np.concatenate(outs)
 
     def predict(self, images, top_k: int = 1, batch_size: int = DEFAULT_BATCH) -> list[Prediction]:
         """Classify images (or embed them, for an embedding model).
@@ -243,25 +257,6 @@ class DeployedModel:
 
 def _source(item, index: int) -> str:
     return str(item) if isinstance(item, (str, Path)) else f"<image {index}>"
-
-
-def _takes_uint8(loaded) -> bool:
-    """True when the artifact's graph holds its preprocessing (its input is uint8)."""
-    session = getattr(loaded, "session", None)
-    if session is not None:
-        return session.get_inputs()[0].type == "tensor(uint8)"
-    compiled = getattr(loaded, "compiled", None)
-    if compiled is not None:
-        return compiled.inputs[0].get_element_type().get_type_name() == "u8"
-    return False
-
-
-def _run_uint8(loaded, batch: np.ndarray) -> np.ndarray:
-    session = getattr(loaded, "session", None)
-    if session is not None:
-        name = session.get_inputs()[0].name
-        return np.asarray(session.run(None, {name: batch})[0], dtype=np.float32)
-    return np.array(loaded.compiled({0: batch})[0], dtype=np.float32, copy=True)
 
 
 def iter_image_files(inputs: Iterable[str | Path]) -> list[Path]:

@@ -130,14 +130,13 @@ def _providers(device: str, profile) -> tuple[list[str], list[dict]]:
     available = ort.get_available_providers()
     missing = [p for p in profile.providers if p not in available]
     if missing:
-        try:
-            from edgessl.devices.availability import PROVIDER_PACKAGES
-        except ImportError:  # inside a deploy bundle, which ships only the light modules
-            PROVIDER_PACKAGES = {}
+        from edgessl.runtime_specs import RUNTIME_SPECS
+
+        fix = RUNTIME_SPECS.get("onnxruntime").provider_fix(missing[0])
         raise DeviceUnavailableError(
             f"ONNX Runtime {ort.__version__} on this host has no {', '.join(missing)} for "
             f"profile '{profile.name}' (available: {', '.join(available)}); "
-            f"{PROVIDER_PACKAGES.get(missing[0], profile.setup or 'install it')}"
+            f"{fix or profile.setup or 'install it'}"
         )
     names = list(profile.providers)
     return names, [{k: str(v) for k, v in profile.provider_options.get(p, {}).items()}

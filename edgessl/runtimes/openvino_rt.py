@@ -169,6 +169,8 @@ def compile_config(meta: ArtifactMeta, device: str, profile=None) -> dict:
         # CPUs that have it) loses more than the artifact's own precision. The quantized layers
         # still run in int8.
         config["INFERENCE_PRECISION_HINT"] = "f32"
+    if profile is not None and profile.inference_precision:  # asked for: checked after compiling
+        config["INFERENCE_PRECISION_HINT"] = profile.inference_precision
     if profile is not None:
         config["PERFORMANCE_HINT"] = profile.performance_hint
         if profile.threads and device.startswith("CPU"):
@@ -215,11 +217,56 @@ def load(path: Path, device: str = "CPU", profile=None, batch: int | None = None
             f"({lines[-1].strip()[:200] if lines else type(exc).__name__}); try --device CPU"
         ) from None
     load_seconds = time.perf_counter() - start
+    if profile is not None and profile.inference_precision:
+        check_inference_precision(profile.inference_precision, _inference_precision(compiled),
+                                  device, _capabilities(core, device), path.name)
     loaded = OpenVinoModel(path, compiled, meta, _execution(core, compiled), load_seconds)
     loaded.execution_devices = tuple(compiled.get_property("EXECUTION_DEVICES"))
     loaded.settings = read_settings(compiled)
     loaded._recompile = (core, model, device, config)
     return loaded
+
+
+# OpenVINO's element type names -> the names profiles use.
+_PRECISION_NAMES = {"float32": "f32", "f32": "f32", "bfloat16": "bf16", "bf16": "bf16",
+                    "float16": "f16", "f16": "f16"}
+
+
+def _inference_precision(compiled) -> str:
+    """The precision the compiled model computes float layers in, as f32/bf16/f16 ("" unknown)."""
+    try:
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    except Exception:  # noqa: BLE001 - not every plugin reports it
+        return ""
+    name = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+    return _PRECISION_NAMES.get(str(name).lower(), str(name).lower())
+
+
+def _capabilities(core, device: str) -> tuple[str, ...]:
+    try:
+        return tuple(core.get_property(device.split(".")[0], "OPTIMIZATION_CAPABILITIES"))
+    except Exception:  # noqa: BLE001 - a virtual device has none
+        return ()
+
+
+def check_inference_precision(asked: str, got: str, device: str, capabilities: tuple[str, ...],
+                              name: str) -> None:
+    """Refuse a compiled model that does not compute in the precision the profile asked for.
+
+    OpenVINO takes an inference precision the device lacks without complaint and compiles in
+    f32: running that and calling it bf16 would report the wrong speed and accuracy.
+
+    Raises:
+        DeviceUnavailableError: ``got`` (read back from the compiled model) is not ``asked``.
+    """
+    if got == asked:
+        return
+    has = ", ".join(capabilities) or "not reported"
+    raise DeviceUnavailableError(
+        f"OpenVINO compiles '{name}' for {device} in {got or 'an unreported precision'}, not the "
+        f"{asked} the profile asks for: this device lacks {asked} compute (its capabilities: "
+        f"{has}; bf16 needs a CPU with AVX512_BF16 or AMX); drop inference_precision or run on "
+        "such a device")
 
 
 def _execution(core, compiled):

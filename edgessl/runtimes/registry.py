@@ -1,18 +1,19 @@
-"""The runtime table: name -> loader module; ``load_any`` picks the runtime from the path."""
+"""The runtimes' loader modules, one per entry of the runtime table
+(``edgessl.runtime_specs.RUNTIME_SPECS``); ``load_any`` picks the runtime from the path."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from edgessl.errors import CheckpointError
 from edgessl.registry import Registry
-from edgessl.runtimes import onnxruntime_rt, openvino_rt, torch_rt
+from edgessl.runtime_specs import RUNTIME_SPECS
 from edgessl.runtimes.base import LoadedModel
 
 RUNTIMES = Registry("runtime")
-RUNTIMES.register("pytorch", torch_rt)
-RUNTIMES.register("onnxruntime", onnxruntime_rt)
-RUNTIMES.register("openvino", openvino_rt)
+for _name, _spec in RUNTIME_SPECS.items():
+    RUNTIMES.register(_name, importlib.import_module(_spec.module))
 
 
 def runtime_name_for(path: str | Path) -> str:

@@ -14,9 +14,10 @@ import numpy as np
 from edgessl.artifact import ArtifactMeta
 from edgessl.checkpoint import CARD_FILE, ModelCard
 from edgessl.errors import DeviceUnavailableError, unknown_choice
+from edgessl.runtime_specs import RUNTIME_SPECS
 from edgessl.runtimes.base import ExecutionInfo
 
-DEVICES = ("CPU", "CUDA")
+DEVICES = RUNTIME_SPECS.get("pytorch").devices
 
 
 def accepts(path: Path) -> bool:

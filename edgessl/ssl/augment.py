@@ -14,13 +14,13 @@ of small regions, cropped from ``local_crop_scale`` of the image and resampled t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Annotated
+from dataclasses import asdict, dataclass, replace
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 
-from edgessl.config import Range, check_fields
+from edgessl.config import Range, check_fields, from_dict
 
 
 @dataclass(frozen=True)
@@ -193,3 +193,11 @@ class BatchViews:
     def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
         views = [self.view(images) for _ in range(self.n_views)]
         return views + [self.view(images, local=True) for _ in range(self.cfg.local_crops)]
+
+
+def build_augment(preset: AugmentConfig, overrides: dict[str, Any]) -> AugmentConfig:
+    """The method's preset with ``overrides`` applied (unknown fields are errors)."""
+    if not overrides:
+        return preset
+    return from_dict(AugmentConfig, {**asdict(preset), **overrides},
+                     where="augment (--aug / [augment])")

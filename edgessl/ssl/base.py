@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
+from edgessl.config import from_dict
 from edgessl.ssl.augment import AugmentConfig
 
 
@@ -157,3 +159,9 @@ class MomentumMethod(SSLMethod):
         m = self.momentum(progress)
         ema_update(self.target_backbone, self.backbone, m)
         ema_update(self.target_projector, self.projector, m)
+
+
+def build_method_config(method_cls, options: dict[str, Any]):
+    """The method's frozen Config from ``options`` (unknown options are errors)."""
+    return from_dict(method_cls.Config, options,
+                     where=f"{method_cls.name} options (--opt / [method_options])")

@@ -33,7 +33,8 @@ from edgessl.io import check_outputs, output_lock
 from edgessl.limits import MAX_IMAGE_SIDE
 from edgessl.models import load_train_state, save_model
 from edgessl.ssl import METHODS
-from edgessl.ssl.augment import AugmentConfig, BatchViews
+from edgessl.ssl.augment import AugmentConfig, BatchViews, build_augment
+from edgessl.ssl.base import build_method_config
 from edgessl.ssl.ddp import Distributed, resolve_device
 from edgessl.ssl.history import history_files
 from edgessl.ssl.monitor import (
@@ -62,7 +63,6 @@ from edgessl.ssl.preflight import (
     require_image_size,
     require_same_run,
 )
-from edgessl.ssl.recipe import build_augment, build_method_config
 from edgessl.training import (
     GracefulStop,
     cosine_with_warmup,
@@ -353,7 +353,7 @@ def _initial_backbone(config: PretrainConfig) -> _Init:
             and path.suffix.lower() not in WEIGHTS_SUFFIXES):
         backbone = create_backbone(BackboneSpec.for_images(config.backbone, config.image_size))
         return _Init(backbone, backbone.spec, None)
-    from edgessl.finetune.source import resolve_backbone
+    from edgessl.backbone_source import resolve_backbone
 
     if path.suffix.lower() in WEIGHTS_SUFFIXES:
         raise ConfigError(f"--backbone '{config.backbone}' is a weights file, which does not say "

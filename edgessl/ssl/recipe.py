@@ -18,9 +18,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from edgessl.config import from_dict, tomllib
+from edgessl.config import tomllib
 from edgessl.errors import ConfigError, file_problem
-from edgessl.ssl.augment import AugmentConfig
 
 TABLES = {"augment": "augment_overrides", "method_options": "method_options"}
 
@@ -93,17 +92,3 @@ def merge(recipe: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
-
-
-def build_augment(preset: AugmentConfig, overrides: dict[str, Any]) -> AugmentConfig:
-    """The method's preset with ``overrides`` applied (unknown fields are errors)."""
-    if not overrides:
-        return preset
-    return from_dict(AugmentConfig, {**dataclasses.asdict(preset), **overrides},
-                     where="augment (--aug / [augment])")
-
-
-def build_method_config(method_cls, options: dict[str, Any]):
-    """The method's frozen Config from ``options`` (unknown options are errors)."""
-    return from_dict(method_cls.Config, options,
-                     where=f"{method_cls.name} options (--opt / [method_options])")

@@ -63,12 +63,14 @@ def _from_pretrained(start: PretrainedStart, image_size: int | None) -> Backbone
     """A registered pretrained start (``edgessl.backbones.pretrained``), verified and loaded.
 
     The architecture is kept exactly as the weights were trained (no small-image stem): the
-    images are resized to ``image_size`` instead, by default the start's ``default_size``.
+    images are resized to ``image_size`` instead, by default the start's ``default_size``. The
+    backbone returns the start's ``features`` (every stage pooled, for the EfficientNet-Lites).
     """
     from edgessl.backbones.factory import create_timm_model
 
     size = image_size or default_size(start)
-    spec = BackboneSpec(name=start.arch, image_size=size, small_stem=False)
+    spec = BackboneSpec(name=start.arch, image_size=size, small_stem=False,
+                        features=start.features)
     model = create_timm_model(start.arch, size, pretrained=False)
     loaded = load_pretrained_into(model, start)
     log.info("starting from pretrained %s v%s (%s, %s): %d tensors, checked", start.name,

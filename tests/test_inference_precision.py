@@ -1,0 +1,95 @@
+"""Inference precision (f32/bf16/f16) as a profile and benchmark setting: honoured, read back,
+refused where the device or runtime cannot give it, and reported with its top-1."""
+
+from __future__ import annotations
+
+import pytest
+from deploy_helpers import exported
+
+from edgessl.devices.profile import DeviceProfile, profile_from_file
+from edgessl.errors import ConfigError, DeviceUnavailableError
+from edgessl.runtimes import openvino_rt
+
+
+@pytest.fixture(scope="module")
+def ov_model(tmp_path_factory, tiny_classifier):
+    return exported(tmp_path_factory, tiny_classifier, "openvino")
+
+
+def _host_has_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def test_profiles_check_the_precision_and_the_runtimes_that_take_it(tmp_path):
+    assert DeviceProfile(name="p", runtimes=("openvino",), inference_precision="bf16")
+    with pytest.raises(ConfigError, match="unknown inference_precision 'fp16'. Did you mean "
+                                          "'f16'"):
+        DeviceProfile(name="p", runtimes=("openvino",), inference_precision="fp16")
+    with pytest.raises(ConfigError, match="bf16 is a setting of openvino; onnxruntime cannot "
+                                          "take it"):
+        DeviceProfile(name="p", runtimes=("openvino", "onnxruntime"), inference_precision="bf16")
+    toml = tmp_path / "bf16-box.toml"
+    toml.write_text('runtimes = ["openvino"]\ninference_precision = "bf16"\n')
+    assert profile_from_file(toml).inference_precision == "bf16"
+
+
+@pytest.mark.parametrize("asked,got,fails", [("f32", "f32", False), ("bf16", "bf16", False),
+                                             ("bf16", "f32", True), ("f16", "f32", True)])
+def test_a_precision_the_device_did_not_give_is_an_error(asked, got, fails):
+    """Both kinds of CPU, without the hardware: OpenVINO reads back what it compiled."""
+    def check():
+        openvino_rt.check_inference_precision(asked, got, "CPU", ("FP32", "INT8"), "model.xml")
+
+    if not fails:
+        check()
+        return
+    with pytest.raises(DeviceUnavailableError, match=f"in {got}, not the {asked} the profile "
+                                                     r"asks for.*capabilities: FP32, INT8"):
+        check()
+
+
+def test_openvino_compiles_in_the_asked_precision_or_refuses(ov_model):
+    f32 = openvino_rt.load(ov_model, profile=DeviceProfile(name="p", runtimes=("openvino",),
+                                                           inference_precision="f32"))
+    assert f32.settings["INFERENCE_PRECISION_HINT"] == "f32"
+    bf16 = DeviceProfile(name="p", runtimes=("openvino",), inference_precision="bf16")
+    if _host_has_bf16():  # AVX512_BF16 / AMX hosts
+        loaded = openvino_rt.load(ov_model, profile=bf16)
+        assert loaded.settings["INFERENCE_PRECISION_HINT"] == "bf16"
+        assert "inference precision bf16" in loaded.execution.provider
+    else:
+        with pytest.raises(DeviceUnavailableError, match="lacks bf16 compute"):
+            openvino_rt.load(ov_model, profile=bf16)
+
+
+def test_benchmark_gives_one_row_per_precision_with_its_top1(ov_model, digits_dir):
+    from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
+
+    results = benchmark_models([ov_model], BenchmarkConfig(
+        warmup=1, iterations=3, async_runs=0, data=str(digits_dir),
+        inference_precisions=("f32", "bf16")))
+    assert [r.profile for r in results] == ["cpu@f32", "cpu@bf16"]
+    assert results[0].top1 is not None and results[0].settings["INFERENCE_PRECISION_HINT"] == "f32"
+    if _host_has_bf16():
+        assert results[1].top1 is not None
+        assert results[1].settings["INFERENCE_PRECISION_HINT"] == "bf16"
+    else:
+        assert "lacks bf16 compute" in results[1].skipped
+
+
+def test_runtimes_without_the_setting_are_refused(tmp_path_factory, tiny_classifier):
+    from edgessl.benchmark.run import BenchmarkConfig, benchmark_models, precision_variants
+    from edgessl.devices.profile import load_profile
+
+    with pytest.raises(ConfigError, match="--inference-precision applies to openvino; profile "
+                                          "'nvidia-gpu' uses onnxruntime"):
+        precision_variants([load_profile("nvidia-gpu")], ("bf16",))
+    with pytest.raises(ConfigError, match="unknown --inference-precision 'bf17'"):
+        BenchmarkConfig(inference_precisions=("bf17",))
+    onnx_model = exported(tmp_path_factory, tiny_classifier, "onnx")
+    with pytest.raises(DeviceUnavailableError, match="nothing to measure.*does not use "
+                                                     "onnxruntime"):
+        benchmark_models([onnx_model], BenchmarkConfig(warmup=0, iterations=1, async_runs=0,
+                                                       inference_precisions=("f32",)))
