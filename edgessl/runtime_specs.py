@@ -8,8 +8,9 @@ without PyTorch, where its accelerators come from and which files make up one of
 ``edgessl.registry`` (``edgessl.safety`` to read an ONNX file's external data), so a bundle on a
 device reads it without torch, and reading a profile imports no runtime.
 
-Adding a runtime: its module (``load``, ``accepts``, availability; see ``edgessl.runtimes.base``)
-plus one ``RUNTIME_SPECS.register`` line here.
+Adding a runtime: its module (``load`` and ``accepts``; see ``edgessl.runtimes.base``) plus one
+``RUNTIME_SPECS.register`` line here. Its availability is then "its package is installed"; a
+runtime with devices to probe adds its check to ``edgessl.devices.availability``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ ExecuTorch is what PyTorch models ship to phones with (Android, iOS, embedded Li
 captured with ``torch.export`` at a fixed input shape (batch ``request.static_batch``: 1 unless
 ``--static-batch`` says otherwise), quantized for int8 through PyTorch's PT2E flow with
 ExecuTorch's ``XNNPACKQuantizer`` (symmetric signed 8-bit weights, per channel unless
-``--no-per-channel``, calibrated on the calibration images), and lowered with the XNNPACK
+``--per-tensor``, calibrated on the calibration images), and lowered with the XNNPACK
 partitioner; operators XNNPACK lacks stay on ExecuTorch's portable kernels and are listed in
 the report. A ``.pte`` has no field for metadata, so edgessl's travels beside it as
 ``<stem>.json`` (the runtime table lists it as the artifact's companion file).
@@ -100,6 +100,23 @@ def _quantized(module, example, request: ExportRequest, choice):
     return convert_pt2e(prepared)
 
 
+COMPUTE_TARGETS = ("conv2d", "linear", "matmul", "mm", "addmm", "bmm", "convolution")
+
+
+def kept_in_float(quantized) -> tuple[list[str], int]:
+    """(compute layers of a PT2E-converted module whose weight is not dequantized from int8,
+    number of compute layers): what the XNNPACK quantizer left in float."""
+    def op(node) -> str:
+        return str(node.target).split(".")[-2] if "." in str(node.target) else str(node.target)
+
+    layers = [n for n in quantized.graph.nodes
+              if n.op == "call_function" and op(n) in COMPUTE_TARGETS]
+    floats = [n.name for n in layers
+              if not (len(n.args) > 1 and getattr(n.args[1], "op", "") == "call_function"
+                      and "dequantize" in str(n.args[1].target))]
+    return floats, len(layers)
+
+
 def _to_pixels(x, mean, std):
     """Normalised float [N, 3, S, S] back to uint8 pixels [N, S, S, 3] (embedded input)."""
     import torch
@@ -148,11 +165,14 @@ def export_executorch(request: ExportRequest) -> ExportOutput:
     if request.embed_preprocessing:
         module = _with_preprocessing(module, request.meta.mean, request.meta.std)
     example = _example(request)
+    details: dict = {}
     if request.precision == "int8":
         from edgessl.export.schemes import choose_scheme
 
         choice = choose_scheme(request.quantizer, request.quant)
-        program, lowering = _lowered(_quantized(module, example, request, choice), example)
+        quantized = _quantized(module, example, request, choice)
+        details["kept_in_float"], details["compute_layers"] = kept_in_float(quantized)
+        program, lowering = _lowered(quantized, example)
         extra = {**choice.entries(), "quantizer": "PT2E XNNPACKQuantizer",
                  "per_channel": request.quant.per_channel, "weights": "int8 symmetric",
                  "activations": "int8"}
@@ -170,7 +190,7 @@ def export_executorch(request: ExportRequest) -> ExportOutput:
     out.with_suffix(".json").write_text(meta.to_json(), encoding="utf-8")
     fp32_size = (_fp32_weights_mib(request.model) if request.precision == "int8"
                  else out.stat().st_size / 2**20)
-    return ExportOutput(out, fp32_size, {"scheme_details": extra})
+    return ExportOutput(out, fp32_size, {**details, "scheme_details": extra})
 
 
 def _version() -> str:

@@ -126,14 +126,14 @@ class SchemeChoice:
 def check_quantize_config(quant: QuantizeConfig, quantizer: str) -> None:
     """Reject unknown names and knobs that the chosen quantizer ("ort"/"nncf"/"pt2e") does not
     have."""
-    if quantizer == "pt2e":
-        _check_pt2e(quant)
-        return
     if quant.target_isa not in TARGET_ISAS:
         raise unknown_choice("--target-isa", quant.target_isa, TARGET_ISAS)
     if quant.target is not None and quant.target_isa != "host":
         raise ConfigError(f"--target-isa {quant.target_isa} and the device profile's CPU "
                           f"({quant.target.name}) both name the target; give one of them")
+    if quantizer == "pt2e":
+        _check_pt2e(quant)
+        return
     if quant.model_type not in MODEL_TYPES:
         raise unknown_choice("--model-type", quant.model_type, MODEL_TYPES)
     schemes = ORT_SCHEMES if quantizer == "ort" else NNCF_SCHEMES
