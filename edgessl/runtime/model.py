@@ -160,7 +160,7 @@ class DeployedModel:
         self.meta = loaded.meta
         self.execution = loaded.execution
         self.load_seconds = loaded.load_seconds
-        self.raw_input = loaded.meta.raw_input
+        self.raw_input = _takes_uint8(loaded)
 
     def preprocess(self, images) -> np.ndarray:
         """Images (paths, PIL images, [H, W, 3] arrays) -> the model's input batch.
@@ -200,15 +200,20 @@ class DeployedModel:
         """
         fixed = self.meta.fixed_batch
         if fixed is None or len(batch) == fixed:
-            return self.loaded.run(batch)
+            return self._run(batch)
         outs = []
         for start in range(0, len(batch), fixed):
             part = batch[start:start + fixed]
             short = fixed - len(part)
             if short:
                 part = np.concatenate([part, np.repeat(part[:1], short, axis=0)])
-            outs.append(self.loaded.run(part)[:fixed - short])
+            outs.append(self._run(part)[:fixed - short])
         return np.concatenate(outs)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if not self.raw_input:
+            return self.loaded.run(batch)
+        return _run_uint8(self.loaded, np.ascontiguousarray(batch, dtype=np.uint8))
 
     def predict(self, images, top_k: int = 1, batch_size: int = DEFAULT_BATCH) -> list[Prediction]:
         """Classify images (or embed them, for an embedding model).
@@ -257,6 +262,31 @@ class DeployedModel:
 
 def _source(item, index: int) -> str:
     return str(item) if isinstance(item, (str, Path)) else f"<image {index}>"
+
+
+def _takes_uint8(loaded) -> bool:
+    """True when the artifact's graph holds its preprocessing (its input is uint8), read from
+    the graph where the runtime shows it (artifacts whose metadata predates ``input_spec``),
+    else from the metadata."""
+    session = getattr(loaded, "session", None)
+    if session is not None:
+        return session.get_inputs()[0].type == "tensor(uint8)"
+    compiled = getattr(loaded, "compiled", None)
+    if compiled is not None:
+        return compiled.inputs[0].get_element_type().get_type_name() == "u8"
+    return loaded.meta.raw_input
+
+
+def _run_uint8(loaded, batch: np.ndarray) -> np.ndarray:
+    """Run uint8 pixels straight through the runtime (the metadata may not say uint8)."""
+    session = getattr(loaded, "session", None)
+    if session is not None:
+        name = session.get_inputs()[0].name
+        return np.asarray(session.run(None, {name: batch})[0], dtype=np.float32)
+    compiled = getattr(loaded, "compiled", None)
+    if compiled is not None:
+        return np.array(compiled({0: batch})[0], dtype=np.float32, copy=True)
+    return loaded.run(batch)
 
 
 def iter_image_files(inputs: Iterable[str | Path]) -> list[Path]:
