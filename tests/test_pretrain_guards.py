@@ -263,7 +263,8 @@ def test_pretraining_a_registered_network_keeps_its_architecture(registered, ima
     result = pretrain(PretrainConfig(data=str(images), out=str(tmp_path / "o"),
                                      **{**TINY, "backbone": "user_net", "epochs": 1}))
     model, card = load_model(result.path)
-    assert card.backbone == {"name": "user_net", "image_size": 16, "small_stem": False}
+    assert card.backbone == {"name": "user_net", "image_size": 16, "small_stem": False,
+                             "features": "final"}
     assert model.model.conv.stride == (2, 2)
 
 

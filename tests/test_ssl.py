@@ -62,7 +62,7 @@ def test_pretrain_writes_checkpoint_with_card(method, digits_dir, tmp_path):
     assert card.kind == "backbone" and card.method == method
     # the card says what was built: edgessl's ViTs choose their patch and get no stem
     assert card.backbone == {"name": backbone, "image_size": 16,
-                             "small_stem": backbone == "resnet_micro"}
+                             "small_stem": backbone == "resnet_micro", "features": "final"}
     assert [row["epoch"] for row in result.history] == [1, 2]
     for name in ("history.csv", "history.json", "history.png"):
         assert (out / name).stat().st_size > 0
@@ -87,7 +87,8 @@ def test_pretrain_any_timm_model_with_small_image_stem(digits_dir, tmp_path):
                                      **{**TINY_PRETRAIN, "backbone": "timm:test_resnet",
                                         "epochs": 1}))
     model, card = load_model(result.path)
-    assert card.backbone == {"name": "test_resnet", "image_size": 16, "small_stem": True}
+    assert card.backbone == {"name": "test_resnet", "image_size": 16, "small_stem": True,
+                             "features": "final"}
     first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert first_conv.stride == (1, 1)
     assert not isinstance(getattr(model.model, "maxpool", None), torch.nn.MaxPool2d)

@@ -382,8 +382,19 @@ def test_static_batch_onnx_export_validates_and_a_wrong_batch_is_one_line(
     assert "agreement 100.00%" in result.output
     artifact = tmp_path / "e" / "model.onnx"
     image = next((small_labeled / "val").rglob("*.png"))
-    line = one_line_error(invoke("predict", artifact, image))
-    assert "fixed batch of 7, got 1 images; pass batches of 7" in line, line
+    # predict fills the fixed batch (padding dropped), so one image is classified
+    result = invoke("predict", artifact, image)
+    assert result.exit_code == 0 and len(result.stdout.strip().splitlines()) == 1, result.output
+    from edgessl.runtimes.registry import load_any
+
+    line = one_line_error(invoke("benchmark", artifact, "--batch-size", "2", "--iterations", "1"))
+    assert "fixed batch of 7; pass --batch-size 7" in line, line
+    import numpy as np
+
+    from edgessl.errors import DataError
+
+    with pytest.raises(DataError, match="fixed batch of 7, got 1 images; pass batches of 7"):
+        load_any(artifact).run(np.zeros((1, 3, 16, 16), np.float32))
 
 
 # --- the deploy bundle's runner (run.py on the device) ------------------------------------
