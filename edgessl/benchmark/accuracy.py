@@ -15,6 +15,7 @@ from edgessl.io import require_finite
 # The deploy runtime's measure module (numpy only) holds the one definition of how a model's
 # val split is found; host and device benchmarks share it.
 from edgessl.runtime.measure import EVAL_BATCH, split_settings  # noqa: F401 - re-exported
+from edgessl.runtime.model import run_in_fixed_batches
 
 
 def label_mapping(model_labels: Sequence[str], classes: Sequence[str], where: str) -> np.ndarray:
@@ -63,9 +64,7 @@ def top1_accuracy(model, data, fixed_batch: int | None = None) -> tuple[float, i
     for start in range(0, len(data.val), step):
         chunk = data.val[start:start + step]
         x = model_inputs(meta, [p for p, _ in chunk])
-        if len(chunk) < step and fixed:  # fill a fixed batch, ignore the padding
-            x = np.concatenate([x, np.repeat(x[:1], step - len(chunk), axis=0)])
-        scores = model.run(x)[:len(chunk)]
+        scores = run_in_fixed_batches(model.run, x, fixed)
         require_finite(scores, f"the scores of '{model.path}' on val images", "the model is "
                        "broken (NaN weights, or a mean/std that makes its input infinite): "
                        "export it again from a sound checkpoint")  # argmax of NaN is 0

@@ -20,13 +20,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from edgessl.errors import DeviceUnavailableError, EdgesslError
+from edgessl.runtimes.executorch_rt import INSTALL_HINT, executorch_version
 
 if TYPE_CHECKING:
     from edgessl.export.request import ExportOutput, ExportRequest
 
 log = logging.getLogger("edgessl")
 
-INSTALL_HINT = "pip install 'edgessl[executorch]' (or pip install executorch)"
 DELEGATE_CALL = "executorch_call_delegate"
 
 
@@ -179,8 +179,8 @@ def export_executorch(request: ExportRequest) -> ExportOutput:
     else:
         program, lowering = _lowered(module, example)
         extra = {"scheme": "fp32"}
-    version = getattr(executorch, "__version__", "") or _version()
-    extra = {**extra, **lowering, "executorch": version}
+    extra = {**extra, **lowering,
+             "executorch": getattr(executorch, "__version__", "") or executorch_version()}
     if lowering["portable_ops"]:
         log.info("ExecuTorch: XNNPACK runs %d subgraphs; on portable kernels: %s",
                  lowering["delegated_subgraphs"], ", ".join(lowering["portable_ops"]))
@@ -191,12 +191,3 @@ def export_executorch(request: ExportRequest) -> ExportOutput:
     fp32_size = (_fp32_weights_mib(request.model) if request.precision == "int8"
                  else out.stat().st_size / 2**20)
     return ExportOutput(out, fp32_size, {**details, "scheme_details": extra})
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("executorch")
-    except metadata.PackageNotFoundError:
-        return ""

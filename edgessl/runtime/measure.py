@@ -63,14 +63,15 @@ def top1(model, root: str | Path) -> tuple[float, int]:
                         "the data the model was trained on")
     position = {name: i for i, name in enumerate(meta.labels)}
     to_model = np.array([position[c] for c in data.classes], dtype=np.int64)
-    step = static_batch(meta) or EVAL_BATCH
+    from edgessl.runtime.model import run_in_fixed_batches
+
+    fixed = static_batch(meta)
+    step = fixed or EVAL_BATCH
     correct = 0
     for start in range(0, len(data.val), step):
         chunk = data.val[start:start + step]
         x = model.preprocess([p for p, _ in chunk])
-        if len(chunk) < step and static_batch(meta):  # fill a fixed batch, ignore the padding
-            x = np.concatenate([x, np.repeat(x[:1], step - len(chunk), axis=0)])
-        predicted = model.run(x)[:len(chunk)].argmax(axis=1)
+        predicted = run_in_fixed_batches(model.run, x, fixed).argmax(axis=1)
         correct += int((predicted == to_model[[y for _, y in chunk]]).sum())
     return correct / len(data.val), len(data.val)
 
@@ -217,8 +218,9 @@ shape = (batch, side, side, 3) if meta.raw_input else (batch, 3, side, side)
 x = np.zeros(shape, np.uint8 if meta.raw_input else np.float32)
 for _ in range(int(sys.argv[4])):
     model.run(x)
-print("imports", ",".join(sorted(m for m in ("torch", "onnxruntime", "openvino", "executorch")
-                                 if m in sys.modules)))
+from edgessl.runtime_specs import RUNTIME_SPECS
+heavy = {"torch", *(spec.import_name for _, spec in RUNTIME_SPECS.items())}
+print("imports", ",".join(sorted(m for m in heavy if m in sys.modules)))
 try:
     peak = next(int(line.split()[1]) for line in open("/proc/self/status")
                 if line.startswith("VmHWM:"))

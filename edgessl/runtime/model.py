@@ -54,14 +54,13 @@ def runtime_of(path: str | Path) -> tuple[str, str, str]:
     Raises:
         CheckpointError: for a path that is not a ``.onnx`` or ``.xml`` artifact.
     """
-    from edgessl.runtime_specs import bundle_runtimes, runtime_for_suffix
+    from edgessl.runtime_specs import artifact_kinds, runtime_for_suffix
 
     path = Path(path)
     spec = runtime_for_suffix(path.suffix)
     if spec is None or spec.format is None:
-        kinds = ", ".join(f"{s.suffix_text()} ({s.name})" for s in bundle_runtimes())
         raise CheckpointError(f"'{path}' is not an exported model; pass a file written by "
-                              f"edgessl export: {kinds}")
+                              f"edgessl export: {artifact_kinds()}")
     return spec.name, spec.module, spec.package
 
 
@@ -198,17 +197,7 @@ class DeployedModel:
         An artifact exported for a fixed batch gets batches of that size: ``batch`` is cut into
         them, the last one padded with copies of its first image and the padding dropped.
         """
-        fixed = self.meta.fixed_batch
-        if fixed is None or len(batch) == fixed:
-            return self._run(batch)
-        outs = []
-        for start in range(0, len(batch), fixed):
-            part = batch[start:start + fixed]
-            short = fixed - len(part)
-            if short:
-                part = np.concatenate([part, np.repeat(part[:1], short, axis=0)])
-            outs.append(self._run(part)[:fixed - short])
-        return np.concatenate(outs)
+        return run_in_fixed_batches(self._run, batch, self.meta.fixed_batch)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if not self.raw_input:
@@ -258,6 +247,22 @@ class DeployedModel:
             best = tuple((labels[j], float(p[j])) for j in idx)
             preds.append(Prediction(source=name, label=best[0][0], score=best[0][1], top_k=best))
         return preds
+
+
+def run_in_fixed_batches(run, batch: np.ndarray, fixed: int | None) -> np.ndarray:
+    """``run(batch)``, or for a model that takes only batches of ``fixed`` images: ``batch`` cut
+    into such batches, the last one padded with copies of its first image and the padding's
+    outputs dropped."""
+    if fixed is None or len(batch) == fixed:
+        return run(batch)
+    outs = []
+    for start in range(0, len(batch), fixed):
+        part = batch[start:start + fixed]
+        short = fixed - len(part)
+        if short:
+            part = np.concatenate([part, np.repeat(part[:1], short, axis=0)])
+        outs.append(run(part)[:fixed - short])
+    return np.concatenate(outs)
 
 
 def _source(item, index: int) -> str:

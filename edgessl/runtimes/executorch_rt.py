@@ -20,10 +20,11 @@ import numpy as np
 
 from edgessl.artifact import ArtifactMeta
 from edgessl.errors import CheckpointError, DeviceUnavailableError
+from edgessl.runtime_specs import RUNTIME_SPECS
 from edgessl.runtimes.base import ExecutionInfo
 
 INSTALL_HINT = "pip install 'edgessl[executorch]' (or pip install executorch)"
-DEVICES = ("CPU",)
+DEVICES = RUNTIME_SPECS.get("executorch").devices
 
 
 def accepts(path: Path) -> bool:
@@ -53,7 +54,8 @@ def _read_meta(path: Path) -> ArtifactMeta:
     return ArtifactMeta.from_json(text, str(sidecar))
 
 
-def _version() -> str:
+def executorch_version() -> str:
+    """The installed executorch's version ("" when it is not installed)."""
     from importlib import metadata
 
     try:
@@ -127,5 +129,6 @@ def load(path: Path, device: str = "CPU", profile=None, batch: int | None = None
         raise CheckpointError(f"'{path}' is not a program ExecuTorch can load ({first}); "
                               "re-export it with edgessl export --format executorch") from None
     execution = ExecutionInfo(runtime="executorch", device="CPU",
-                              provider=backend or "portable kernels", version=_version())
+                              provider=backend or "portable kernels",
+                              version=executorch_version())
     return ExecuTorchModel(path, method, meta, execution, time.perf_counter() - start)
