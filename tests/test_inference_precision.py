@@ -93,3 +93,11 @@ def test_runtimes_without_the_setting_are_refused(tmp_path_factory, tiny_classif
                                                      "onnxruntime"):
         benchmark_models([onnx_model], BenchmarkConfig(warmup=0, iterations=1, async_runs=0,
                                                        inference_precisions=("f32",)))
+
+
+def test_remote_refuses_the_flag_before_connecting(ov_model):
+    from cli_helpers import invoke, one_line_error
+
+    line = one_line_error(invoke("benchmark", ov_model, "--remote", "ssh://nobody@127.0.0.1:1",
+                                 "--inference-precision", "bf16"))
+    assert "--inference-precision cannot be used with --remote" in line, line
