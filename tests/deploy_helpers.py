@@ -42,3 +42,26 @@ def run_blocked(code: str, blocked=HEAVY, cwd: Path | None = None, timeout: floa
     script = BLOCKER.format(blocked=set(blocked)) + textwrap.dedent(code)
     return subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout)
+
+
+def local_ssh(monkeypatch) -> list[list[str]]:
+    """Make ``edgessl.deploy.remote`` run its device commands on this host without ssh (for
+    hosts with no sshd; ``tests/sshd.py`` runs a real one): each command runs here as the device
+    would run it, and the bundle is copied locally. Returns the commands sent, in order."""
+    import shutil
+
+    from edgessl.deploy import remote
+
+    sent: list[list[str]] = []
+
+    class LocalSession(remote.SshSession):
+        def run(self, argv, what, timeout=None):
+            sent.append(list(argv))
+            return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                  timeout=timeout or self.config.timeout)
+
+        def copy(self, local, remote_folder):
+            shutil.copytree(local, Path(remote_folder) / Path(local).name)
+
+    monkeypatch.setattr(remote, "SshSession", LocalSession)
+    return sent

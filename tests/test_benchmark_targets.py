@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from edgessl.benchmark.report import render_csv, render_markdown, render_table
-from edgessl.benchmark.result import BenchmarkResult
-from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
+from edgessl.benchmark.run import BenchmarkConfig, BenchmarkResult, benchmark_models
 from edgessl.devices.host import detect_host
 from edgessl.errors import ConfigError, DeviceUnavailableError
 from edgessl.export.api import ExportConfig, export_model
@@ -197,7 +196,7 @@ def test_static_batch_profile_needs_that_batch(artifacts, tmp_path):
 
 
 def test_measure_pieces():
-    from edgessl.benchmark.measure import (
+    from edgessl.runtime.measure import (
         Timing,
         encoded_images,
         peak_rss_mib,

@@ -15,7 +15,7 @@ from deploy_helpers import HEAVY, exported, run_blocked
 from typer.testing import CliRunner
 
 import edgessl.cli.deploy_cmd  # noqa: F401 - registers `edgessl deploy`
-from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
+from edgessl.benchmark.run import BenchmarkConfig, BenchmarkResult, benchmark_models
 from edgessl.cli import app
 from edgessl.deploy.bundle import (
     FORMAT_FOR_RUNTIME,
@@ -75,7 +75,8 @@ def test_bundle_holds_everything_the_device_needs(bundle):
         assert "tiny-cpu/run.py" in tar.getnames()
 
 
-def _run_bundle(bundle_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _run_bundle(bundle_dir: Path, *args: str, cwd: Path,
+                blocked=(*HEAVY, "openvino")) -> subprocess.CompletedProcess:
     """run.py in a child Python that cannot import torch & co; edgessl must come from lib/."""
     code = """
     import runpy, sys
@@ -90,8 +91,7 @@ def _run_bundle(bundle_dir: Path, *args: str, cwd: Path) -> subprocess.Completed
             print("IMPORTED FROM OUTSIDE THE BUNDLE:", outside, file=sys.stderr)
             sys.exit(3)
     """
-    return run_blocked(code, blocked=(*HEAVY, "openvino"), cwd=cwd,
-                       argv=(str(bundle_dir / "run.py"), *args))
+    return run_blocked(code, blocked=blocked, cwd=cwd, argv=(str(bundle_dir / "run.py"), *args))
 
 
 def test_runner_needs_only_the_bundle_and_matches_host_top1(bundle, digits_dir, host_top1,
@@ -109,6 +109,52 @@ def test_runner_needs_only_the_bundle_and_matches_host_top1(bundle, digits_dir, 
                           cwd=tmp_path)
     assert predict.returncode == 0, predict.stderr
     assert len(predict.stdout.strip().splitlines()) == 10
+
+
+# What must agree between the host benchmark and a bundle's runner for one artifact (the rest
+# are timings, which differ by noise, and the model's name: a path on each side).
+SAME_FIGURES = ("profile", "runtime", "device", "provider", "executed_on", "runtime_version",
+                "format", "precision", "task", "size_mib", "batch_size", "iterations", "top1",
+                "val_images", "runtime_imports")
+
+
+@pytest.mark.parametrize("fmt,precisions", [("onnx", ()), ("openvino", ("f32",))])
+def test_host_and_bundle_give_the_same_figures_for_one_artifact(fmt, precisions, tiny_classifier,
+                                                                tmp_path_factory, digits_dir,
+                                                                tmp_path):
+    """`edgessl benchmark --profile cpu` here and `run.py benchmark` in a bundle for cpu (in a
+    Python without torch) measure the same artifact with the same options and code."""
+    artifact = exported(tmp_path_factory, tiny_classifier, fmt)
+    runtime = RUNTIME_SPECS.get("onnxruntime" if fmt == "onnx" else "openvino")
+    (host,) = benchmark_models([artifact], BenchmarkConfig(
+        warmup=1, iterations=5, batch_size=2, batch_sizes=(1, 2), async_runs=20,
+        async_requests=2, data=str(digits_dir), profiles=("cpu",),
+        inference_precisions=precisions))
+    bundle = build_bundle(artifact, DeployConfig(profile="cpu", runtime=runtime.name, out=str(
+        tmp_path / "bundle"), baseline=False, smoke_per_class=0))
+    proc = _run_bundle(
+        bundle.path, "benchmark", "--warmup", "1", "--iterations", "5", "--batch-size", "2",
+        "--batch-sizes", "1,2", "--async-runs", "20", "--requests", "2", "--data",
+        str(digits_dir), "--json", "-", *(a for p in precisions for a in
+                                         ("--inference-precision", p)),
+        cwd=tmp_path, blocked=[m for m in (*HEAVY, "openvino") if m != runtime.import_name])
+    assert proc.returncode == 0, proc.stderr
+    (device,) = [BenchmarkResult.from_dict(r) for r in json.loads(proc.stdout)["results"]]
+    assert {k: getattr(device, k) for k in SAME_FIGURES} == \
+        {k: getattr(host, k) for k in SAME_FIGURES}
+    assert host.top1 is not None and host.runtime_imports == (runtime.import_name,)
+    assert host.profile == "cpu" + "".join(f"@{p}" for p in precisions)
+    hint = [r.settings.get("INFERENCE_PRECISION_HINT") for r in (host, device)]
+    assert hint == [precisions[0] if precisions else None] * 2
+    assert [p.batch_size for p in device.sweep] == [p.batch_size for p in host.sweep] == [1, 2]
+    assert device.async_throughput.method == host.async_throughput.method
+    assert device.async_throughput.runs == host.async_throughput.runs == 20
+    for h, d in ((host.latency.p50_ms, device.latency.p50_ms),
+                 (host.e2e_latency.p50_ms, device.e2e_latency.p50_ms),
+                 (host.sweep[0].p50_ms, device.sweep[0].p50_ms),
+                 (host.async_throughput.throughput_ips, device.async_throughput.throughput_ips),
+                 (host.runtime_rss_mib, device.runtime_rss_mib)):
+        assert h / 20 < d < h * 20, (h, d)  # the same measurement, up to a noisy machine
 
 
 def test_runner_errors_are_one_line(bundle, tmp_path):

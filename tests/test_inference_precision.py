@@ -95,9 +95,42 @@ def test_runtimes_without_the_setting_are_refused(tmp_path_factory, tiny_classif
                                                        inference_precisions=("f32",)))
 
 
-def test_remote_refuses_the_flag_before_connecting(ov_model):
-    from cli_helpers import invoke, one_line_error
+def test_remote_runs_each_precision_on_the_device_as_the_host_does(ov_model, monkeypatch):
+    """The bundle's runner (run here: deploy_helpers.local_ssh) compiles in each precision,
+    reads it back, and skips one the device lacks, as the host benchmark does."""
+    import sys
 
-    line = one_line_error(invoke("benchmark", ov_model, "--remote", "ssh://nobody@127.0.0.1:1",
+    from deploy_helpers import local_ssh
+
+    from edgessl.benchmark.run import BenchmarkConfig
+    from edgessl.deploy.remote import remote_results
+
+    sent = local_ssh(monkeypatch)
+    results = remote_results([ov_model], "ssh://nobody@127.0.0.1:1", [], BenchmarkConfig(
+        warmup=0, iterations=2, async_runs=0, end_to_end=False,
+        inference_precisions=("f32", "bf16")), python=sys.executable)
+    argv = next(a for a in sent if "benchmark" in a)
+    assert argv[-4:] == ["--inference-precision", "f32", "--inference-precision", "bf16"]
+    assert [r.profile for r in results] == ["cpu@f32", "cpu@bf16"]
+    assert results[0].runtime == "openvino"
+    assert results[0].settings["INFERENCE_PRECISION_HINT"] == "f32"
+    if _host_has_bf16():
+        assert results[1].settings["INFERENCE_PRECISION_HINT"] == "bf16"
+    else:
+        assert "lacks bf16 compute" in results[1].skipped
+
+
+def test_a_bundle_whose_runtime_has_no_precision_setting_refuses_it(tmp_path_factory,
+                                                                     tiny_classifier,
+                                                                     monkeypatch):
+    import sys
+
+    from cli_helpers import invoke, one_line_error
+    from deploy_helpers import local_ssh
+
+    local_ssh(monkeypatch)
+    onnx_model = exported(tmp_path_factory, tiny_classifier, "onnx")
+    line = one_line_error(invoke("benchmark", onnx_model, "--remote", "ssh://nobody@127.0.0.1:1",
+                                 "--remote-python", sys.executable, "--iterations", "1",
                                  "--inference-precision", "bf16"))
-    assert "--inference-precision cannot be used with --remote" in line, line
+    assert "--inference-precision applies to openvino; this bundle runs onnxruntime" in line, line

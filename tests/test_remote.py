@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from deploy_helpers import exported
+from deploy_helpers import exported, local_ssh
 from sshd import LocalSshd, client_config, find_sshd, free_port, keygen
 
 from edgessl.benchmark.report import render_table
+from edgessl.benchmark.run import BenchmarkConfig
 from edgessl.deploy.remote import (
     RemoteConfig,
     RemoteError,
     as_benchmark_results,
     parse_target,
     remote_benchmark,
+    remote_results,
 )
 from edgessl.errors import ConfigError
 
@@ -78,9 +81,11 @@ def test_unreachable_host(onnx_model):
 
 
 def test_round_trip_through_local_sshd(sshd, onnx_model):
-    run = remote_benchmark(onnx_model, sshd.url, config=config_for(sshd, batch_sizes=(1, 2)))
-    assert [r["batch_size"] for r in run.results] == [1, 2]
+    run = remote_benchmark(onnx_model, sshd.url, config=config_for(sshd, batch_size=2,
+                                                                   batch_sizes=(1, 2)))
+    assert [r["batch_size"] for r in run.results] == [2]
     first = run.results[0]
+    assert [p["batch_size"] for p in first["sweep"]] == [1, 2]
     assert first["host"] == f"{sshd.user}@127.0.0.1:{sshd.port}"
     assert first["runtime"] == "onnxruntime" and first["provider"] == "CPUExecutionProvider"
     assert first["latency"]["p50_ms"] > 0 and first["iterations"] == 3
@@ -170,15 +175,37 @@ def test_benchmark_cli_remote_errors(onnx_model, extra, expected):
     assert len(lines) == 1 and expected.format(port=port) in lines[0], result.stderr
 
 
-@pytest.mark.parametrize("flags", [["--time", "1"], ["--async-runs", "5"], ["--no-e2e"],
-                                   ["--batch-sizes", "1,8"]])
-def test_remote_refuses_measurements_the_device_runner_does_not_make(flags, tiny_classifier):
-    from typer.testing import CliRunner
+def test_remote_passes_every_measurement_flag_to_the_device(onnx_model, monkeypatch, tmp_path):
+    """Without sshd: the device's commands run here (deploy_helpers.local_ssh). The bundle's
+    runner gets each flag of the host benchmark and its figures land in the host's table."""
+    sent = local_ssh(monkeypatch)
+    out = tmp_path / "remote.json"
+    result = invoke("benchmark", onnx_model, "--remote", "ssh://nobody@127.0.0.1:1",
+                    "--remote-python", sys.executable, "--warmup", "0", "--time", "0.05",
+                    "--batch-size", "2", "--batch-sizes", "1,2", "--async-runs", "3",
+                    "--requests", "2", "--no-e2e", "--json", out)
+    assert result.exit_code == 0, result.output
+    argv = next(a for a in sent if "benchmark" in a)
+    assert argv[argv.index("benchmark"):] == [
+        "benchmark", "--json", "-", "--warmup", "0", "--iterations", "100", "--batch-size", "2",
+        "--async-runs", "3", "--requests", "2", "--time", "0.05", "--batch-sizes", "1,2",
+        "--no-e2e"]
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["host"] == "nobody@127.0.0.1:1" and r["profile"] == "cpu"
+    assert r["batch_size"] == 2 and [p["batch_size"] for p in r["sweep"]] == [1, 2]
+    assert r["e2e_latency"] is None and r["iterations"] >= 1
+    assert r["async_throughput"]["requests"] == 2 and r["async_throughput"]["runs"] == 3
+    assert "async img/s: ONNX Runtime session run from 2 threads" in result.stdout
+    assert "batch sweep (synchronous):" in result.stdout
+    assert sent[-1][:3] == ["rm", "-rf", "--"]  # the remote folder is removed again
 
-    from edgessl.cli import app
 
-    result = CliRunner().invoke(app, ["benchmark", str(tiny_classifier), "--remote",
-                                      "ssh://nobody@127.0.0.1:1", *flags])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and flags[0] in lines[0] and "--remote" in lines[0]
+def test_remote_default_measures_what_the_host_does_with_the_profile(onnx_model, monkeypatch):
+    sent = local_ssh(monkeypatch)
+    (r,) = remote_results([onnx_model], "ssh://nobody@127.0.0.1:1", [], BenchmarkConfig(
+        warmup=0, iterations=2, async_runs=2), python=sys.executable)
+    argv = next(a for a in sent if "benchmark" in a)
+    assert "--no-e2e" not in argv and "--time" not in argv
+    assert [p.batch_size for p in r.sweep] == [1, 8]  # the cpu profile's batch sizes
+    assert r.e2e_latency is not None and r.async_throughput.runs == 2
+    assert r.host == "nobody@127.0.0.1:1" and r.executed_on == ("CPUExecutionProvider",)

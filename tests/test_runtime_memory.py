@@ -29,11 +29,13 @@ def test_an_artifact_reports_its_runtimes_memory_not_the_benchmarks(onnx_model,
 
 
 def test_the_bundle_runner_measures_memory_the_same_way(onnx_model):
-    from edgessl.runtime.measure import benchmark
+    from edgessl.runtime.bench import MeasureConfig, Target, measure
     from edgessl.runtime.model import load
 
     host = benchmark_models([onnx_model], BenchmarkConfig(warmup=0, iterations=2, async_runs=0,
                                                           end_to_end=False))[0]
-    device = benchmark(load(onnx_model), warmup=0, iterations=2)
-    assert device["runtime_imports"] == ["onnxruntime"]
-    assert device["runtime_rss_mib"] == pytest.approx(host.runtime_rss_mib, rel=0.3)
+    device = measure(load(onnx_model).loaded, MeasureConfig(warmup=0, iterations=2,
+                                                            async_runs=0, end_to_end=False),
+                     Target(name="model.onnx"))
+    assert device.runtime_imports == ("onnxruntime",)
+    assert device.runtime_rss_mib == pytest.approx(host.runtime_rss_mib, rel=0.3)

@@ -404,6 +404,13 @@ def test_static_batch_onnx_export_validates_and_a_wrong_batch_is_one_line(
     (["benchmark", "--iterations", "0"], "--iterations must be ≥ 1"),
     (["benchmark", "--warmup", "-1"], "--warmup must be ≥ 0"),
     (["benchmark", "--batch-size", "1", "--batch-size", "100000000"], "--batch-size must be"),
+    (["benchmark", "--time", "nan"], "--time must be a finite number"),
+    (["benchmark", "--time", "0"], "--time must be > 0"),
+    (["benchmark", "--requests", "-1"], "--requests must be ≥ 0"),
+    (["benchmark", "--async-runs", "-1"], "--async-runs must be ≥ 0"),
+    (["benchmark", "--batch-sizes", "1,0"], "--batch-sizes must be ≥ 1"),
+    (["benchmark", "--batch-sizes", "1,x"], "--batch-sizes takes comma-separated integers"),
+    (["benchmark", "--inference-precision", "bf17"], "unknown --inference-precision 'bf17'"),
     (["smoke", "--min-agreement", "nan"], "--min-agreement must be a finite number"),
     (["smoke", "--min-agreement", "2"], "--min-agreement must be ≥ 0 and ≤ 1"),
 ])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgessl.benchmark.result import BenchmarkResult
 from edgessl.errors import EdgesslError
+from edgessl.runtime.result import BenchmarkResult
 
 
 def _pyplot():

@@ -6,10 +6,8 @@ The PNG plot is in ``edgessl.benchmark.plot`` (it needs matplotlib).
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import io
 import os
-import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -177,19 +175,16 @@ def render_csv(results: Sequence[BenchmarkResult]) -> str:
 
 
 def host_stamp() -> dict:
-    """Where the numbers were measured: CPU, ISA flags, devices, versions, threads, time (UTC)."""
+    """Where the numbers were measured: the deploy runtime's ``device_stamp`` (CPU, ISA flags,
+    cores, board, OS, time in UTC) plus what only the host probes: runtime devices, versions,
+    threads."""
     from edgessl.devices.host import detect_host
+    from edgessl.runtime.measure import device_stamp
 
     host = detect_host()
     torch = sys.modules.get("torch")  # report torch's threads only if torch ran here
     return {
-        "cpu": host.cpu.model,
-        "cpu_flags": list(host.cpu.flags),
-        "fast_int8": host.cpu.has_fast_int8,
-        "logical_cores": host.cpu.logical_cores,
-        "system": host.system,
-        "machine": host.machine,
-        "board": host.board,
+        **device_stamp(),
         "torch_threads": torch.get_num_threads() if torch is not None else None,
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
                        if k in os.environ},
@@ -198,8 +193,6 @@ def host_stamp() -> dict:
         "cuda_devices": [d.name for d in host.cuda_devices],
         "versions": dict(host.versions),
         "edgessl": host.versions.get("edgessl"),
-        "platform": platform.platform(),
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 

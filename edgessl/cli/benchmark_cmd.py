@@ -11,19 +11,6 @@ from edgessl.cli.app import app, echo, user_errors
 from edgessl.runtime_specs import artifact_kinds
 
 
-def parse_batch_sizes(text: str | None) -> tuple[int, ...]:
-    """"1,8,32" -> (1, 8, 32); None or "" -> ()."""
-    from edgessl.errors import ConfigError
-
-    if not text:
-        return ()
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"--batch-sizes takes comma-separated integers like 1,8,32; got "
-                          f"'{text}'") from None
-
-
 def write_outputs(results, config, outputs: dict[str, Path | None],
                   force: bool = False) -> list[Path]:
     """Write each requested output (json, csv, markdown, plot); returns the paths written.
@@ -104,6 +91,7 @@ def benchmark(
         from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
         from edgessl.errors import ConfigError
         from edgessl.io import check_outputs
+        from edgessl.runtime.bench import parse_batch_sizes
 
         outputs = {"json": json_path, "csv": csv_path, "markdown": markdown_path,
                    "plot": plot_path}
@@ -122,17 +110,7 @@ def benchmark(
         if remote is not None:  # edgessl.deploy.remote: build, copy, run there, clean up
             from edgessl.deploy.remote import remote_results
 
-            # the device runs the bundle's runner, which measures synchronous latency per
-            # batch size: say so instead of silently dropping the other measurements
-            unsupported = [flag for flag, used in (
-                ("--time", time_budget is not None), ("--async-runs", async_runs != 200),
-                ("--requests", requests != 0), ("--no-e2e", not end_to_end),
-                ("--batch-sizes", batch_sizes is not None),
-                ("--inference-precision", bool(inference_precision))) if used]
-            if unsupported:
-                raise ConfigError(f"{', '.join(unsupported)} cannot be used with --remote: the "
-                                  "device measures synchronous latency per batch size; use "
-                                  "--batch-size, --iterations and --warmup")
+            # the device's bundle measures with the same code and options as this host
             results = remote_results(models, remote, profile, config, remote_python)
         else:
             results = benchmark_models(models, config)

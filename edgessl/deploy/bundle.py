@@ -38,6 +38,7 @@ VENDORED = (
     "data/__init__.py", "data/images.py", "data/preprocess.py", "data/labeled.py",
     "registry.py", "runtimes/__init__.py", "runtimes/base.py", "runtime_specs.py",
     "runtime/__init__.py", "runtime/model.py", "runtime/measure.py", "runtime/runner.py",
+    "runtime/bench.py", "runtime/accuracy.py", "runtime/result.py",
 )
 # Each runtime's own module, as a file under the package (its path from the runtime table).
 RUNTIME_MODULE = {s.name: s.module.removeprefix("edgessl.").replace(".", "/") + ".py"
@@ -322,7 +323,7 @@ def _smoke(tmp: Path, models: list[dict], data: Path | None, per_class: int) -> 
         return {"expected": {}}
     from edgessl.data.labeled import load_labeled
     from edgessl.runtime import load
-    from edgessl.runtime.measure import split_settings
+    from edgessl.runtime.accuracy import split_settings
 
     loaded = [load(tmp / m["path"]) for m in models]
     split = load_labeled(data, *split_settings(loaded[0].meta))

@@ -9,6 +9,7 @@ no runtime on the device, timeout. The remote working folder is removed afterwar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from edgessl.config import MAX_BATCH, MAX_RUNS, Range, check_fields
+from edgessl.config import Range
 from edgessl.errors import ConfigError, DeviceUnavailableError
+from edgessl.runtime.bench import MeasureConfig
 
 log = logging.getLogger("edgessl")
 
@@ -107,8 +109,11 @@ def parse_target(url: str) -> SshTarget:
 
 
 @dataclass(frozen=True)
-class RemoteConfig:
-    """How to reach the device and run there.
+class RemoteConfig(MeasureConfig):
+    """How to reach the device, and what to measure there: the fields of
+    ``edgessl.runtime.bench.MeasureConfig`` (warmup, iterations, time budget, batch size, sweep,
+    async runs and requests, end to end), which the bundle's ``run.py benchmark`` takes as
+    ``edgessl benchmark`` does, and:
 
     Attributes:
         python: the Python executable on the device.
@@ -116,25 +121,37 @@ class RemoteConfig:
         timeout: limit for each copy and for the remote benchmark, in s.
         ssh_config: an ssh config file (``ssh -F``); None = the user's ``~/.ssh/config``.
         identity: a private key file (``ssh -i``); None = the config's and the agent's keys.
-        warmup, iterations: as in ``edgessl benchmark``.
-        batch_sizes: batch sizes to time; empty = the profile's.
+        inference_precisions: one result per precision (``--inference-precision``).
         data: a labeled folder *on the device* (as for ``--data``): top-1 on its val split.
         keep: leave the remote working folder in place (for debugging).
     """
 
+    FIELD_LABEL = ""  # not the flags of one command: messages name the fields
     python: str = "python3"
     connect_timeout: Annotated[int, Range(ge=1, le=3600, note="seconds")] = 10
     timeout: Annotated[float, Range(gt=0, le=86_400, note="seconds")] = 900.0
     ssh_config: str | None = None
     identity: str | None = None
-    warmup: Annotated[int, Range(ge=0, le=MAX_RUNS)] = 10
-    iterations: Annotated[int, Range(ge=1, le=MAX_RUNS)] = 100
-    batch_sizes: Annotated[tuple[int, ...], Range(ge=1, le=MAX_BATCH)] = ()
+    inference_precisions: tuple[str, ...] = ()
     data: str | None = None
     keep: bool = False
 
-    def __post_init__(self) -> None:
-        check_fields(self)
+    def benchmark_argv(self) -> list[str]:
+        """The options of ``run.py benchmark`` that ask for these measurements."""
+        argv = ["--warmup", str(self.warmup), "--iterations", str(self.iterations),
+                "--batch-size", str(self.batch_size), "--async-runs", str(self.async_runs),
+                "--requests", str(self.async_requests)]
+        if self.time_budget_s is not None:
+            argv += ["--time", repr(float(self.time_budget_s))]
+        if self.batch_sizes:
+            argv += ["--batch-sizes", ",".join(map(str, self.batch_sizes))]
+        if not self.end_to_end:
+            argv.append("--no-e2e")
+        for precision in self.inference_precisions:
+            argv += ["--inference-precision", precision]
+        if self.data:
+            argv += ["--data", self.data]
+        return argv
 
 
 @dataclass(frozen=True)
@@ -304,21 +321,21 @@ def remote_benchmark(model: str | Path, remote: str, profile: str = "cpu",
         ConfigError: a bad address or profile.
         RemoteError: the device cannot be reached or cannot run the bundle (one line each).
     """
-    from edgessl.deploy.bundle import DeployConfig, build_bundle, choose_runtime, requirements
+    from edgessl.deploy.bundle import DeployConfig, build_bundle, requirements
     from edgessl.devices.profile import load_profile
 
     config = config or RemoteConfig()
     target = parse_target(remote)
     prof = load_profile(profile)
-    runtime = choose_runtime(prof, None)
+    runtime = bundle_runtime(model, prof, config.inference_precisions)
     session = SshSession(target, config)
     info = probe(session, runtime, requirements(prof, runtime))
     folder = info["folder"]
     try:
         with tempfile.TemporaryDirectory(prefix="edgessl-remote-") as tmp:
             bundle = build_bundle(model, DeployConfig(
-                profile=profile, out=str(Path(tmp) / "bundle"), baseline=False,
-                smoke_per_class=1))
+                profile=profile, out=str(Path(tmp) / "bundle"), runtime=runtime,
+                baseline=False, smoke_per_class=1))
             session.copy(bundle.path, folder)
         return _run_remote(session, folder, config, prof.name)
     finally:
@@ -326,14 +343,31 @@ def remote_benchmark(model: str | Path, remote: str, profile: str = "cpu",
             _cleanup(session, folder)
 
 
+def bundle_runtime(model: str | Path, profile, precisions=()) -> str:
+    """The runtime of the bundle that benchmarks ``model`` on ``profile``: an artifact's own
+    (as the host runs it); for a checkpoint, the profile's first that takes the inference
+    ``precisions`` asked for, else its first a bundle can use.
+
+    Raises:
+        ConfigError: a runtime the profile does not list, or precisions none of its take.
+    """
+    from edgessl.deploy.bundle import choose_runtime
+
+    if Path(model).is_file():
+        from edgessl.runtime.model import runtime_of
+
+        return choose_runtime(profile, runtime_of(model)[0])
+    if precisions:
+        from edgessl.runtime.bench import precision_variants
+
+        profile = precision_variants([profile], precisions[:1])[0]
+    return choose_runtime(profile, None)
+
+
 def _run_remote(session: SshSession, folder: str, config: RemoteConfig, profile: str
                 ) -> RemoteBenchmark:
     argv = [session.config.python, f"{folder}/bundle/run.py", "benchmark", "--json", "-",
-            "--warmup", str(config.warmup), "--iterations", str(config.iterations)]
-    for size in config.batch_sizes:
-        argv += ["--batch-size", str(size)]
-    if config.data:
-        argv += ["--data", config.data]
+            *config.benchmark_argv()]
     result = session.run(argv, "the benchmark")
     if result.returncode != 0:
         raise RemoteError("remote", f"the benchmark failed on {session.target}: "
@@ -343,7 +377,9 @@ def _run_remote(session: SshSession, folder: str, config: RemoteConfig, profile:
     except json.JSONDecodeError:
         raise RemoteError("remote", f"the benchmark on {session.target} printed no JSON "
                           f"({_last_line(result.stdout)})") from None
-    results = [{**r, "host": str(session.target), "profile": profile} for r in report["results"]]
+    # the runner names the profile it ran ("cpu@bf16" with --inference-precision)
+    results = [{**r, "host": str(session.target), "profile": r.get("profile") or profile}
+               for r in report["results"]]
     return RemoteBenchmark(results=results, device=report.get("host", {}), folder=folder)
 
 
@@ -359,31 +395,32 @@ def _cleanup(session: SshSession, folder: str) -> None:
 
 
 def as_benchmark_results(results: list[dict]) -> list:
-    """BenchmarkResult objects for remote dicts (fields the result type lacks are dropped)."""
-    import dataclasses
+    """BenchmarkResult objects for remote dicts (fields this version lacks are dropped: the
+    device may run a newer edgessl)."""
+    from edgessl.runtime.result import BenchmarkResult
 
-    from edgessl.benchmark.run import BenchmarkResult, LatencyStats
-
-    if hasattr(BenchmarkResult, "from_dict"):  # drops what a newer device-side edgessl adds
-        return [BenchmarkResult.from_dict(r, strict=False) for r in results]
-    names = {f.name for f in dataclasses.fields(BenchmarkResult)}
-    return [BenchmarkResult(**{**{k: v for k, v in r.items() if k in names},
-                               "latency": LatencyStats(**r["latency"])}) for r in results]
+    return [BenchmarkResult.from_dict(r, strict=False) for r in results]
 
 
 def remote_results(models, remote: str, profiles, bench, python: str = "python3") -> list:
     """``edgessl benchmark --remote``: each model benchmarked on the device, as BenchmarkResults.
 
+    The device measures what the host would with the profile: one result per inference
+    precision at ``bench.batch_size``, with the batch sweep (``bench.batch_sizes``, else the
+    profile's), end-to-end latency and async throughput as asked.
+
     Args:
         models: checkpoint folders or .onnx/.xml artifacts.
         remote: ``ssh://[user@]host[:port]``.
         profiles: at most one device profile (default "cpu").
-        bench: the BenchmarkConfig of the command (warmup, iterations, batch sizes).
+        bench: the BenchmarkConfig of the command.
         python: the Python executable on the device.
 
     Raises:
         ConfigError: more than one profile, or --data (the data is on this host, not there).
     """
+    from edgessl.devices.profile import load_profile
+
     profiles = list(profiles or [])
     if len(profiles) > 1:
         raise ConfigError(f"--remote benchmarks one device; pass one --profile, got "
@@ -391,12 +428,12 @@ def remote_results(models, remote: str, profiles, bench, python: str = "python3"
     if bench.data is not None:
         raise ConfigError("--data is a folder on this host; with --remote, run the bundle's "
                           "`python run.py benchmark --data DIR` on the device instead")
-    sizes = tuple(getattr(bench, "batch_sizes", ()) or ())
-    if not sizes and bench.batch_size != 1:
-        sizes = (bench.batch_size,)
-    config = RemoteConfig(python=python, warmup=bench.warmup, iterations=bench.iterations,
-                          batch_sizes=sizes, ssh_config=os.environ.get(SSH_CONFIG_ENV) or None)
     profile = profiles[0] if profiles else "cpu"
+    measured = {f.name: getattr(bench, f.name) for f in dataclasses.fields(MeasureConfig)}
+    config = RemoteConfig(**{
+        **measured, "batch_sizes": bench.batch_sizes or load_profile(profile).batch_sizes,
+        "inference_precisions": tuple(bench.inference_precisions), "python": python,
+        "ssh_config": os.environ.get(SSH_CONFIG_ENV) or None})
     results = []
     for model in models:
         run = remote_benchmark(model, remote, profile, config)

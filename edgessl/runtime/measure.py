@@ -1,79 +1,33 @@
-"""Latency and top-1 of a ``DeployedModel``, measured the way ``edgessl benchmark`` does.
+"""Timing loops and what else is measured of a loaded model: synchronous latency, end-to-end
+latency, async throughput, peak memory, size, and where it was measured.
 
-The device-side half of the benchmark: the bundle runner calls it on the device, and its
-results are dicts with the fields of ``edgessl.benchmark.run.BenchmarkResult`` (plus ``host``),
-so they land in the same table as results measured on the host. Imports numpy only: this
-module travels in deploy bundles (the host benchmark module may grow heavier imports).
+The one implementation: the host's ``edgessl benchmark`` and a deploy bundle's
+``run.py benchmark`` both time with these (through ``edgessl.runtime.bench.measure``). Each loop
+times what the user's application would do and nothing else; the runtime-specific part is
+only how many inferences are put in flight at once (``async_throughput``). Imports numpy and
+Pillow only: this module travels in deploy bundles, which have no torch.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
-import math
+import io
 import os
 import platform
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgessl.errors import ConfigError, DataError
+from edgessl.runtime.result import AsyncStats
 
-EVAL_BATCH = 64
-DEFAULT_VAL_FRACTION = 0.2
-DEFAULT_SEED = 0
-
-
-def split_settings(meta) -> tuple[float, int]:
-    """val_fraction and seed the model was trained with, so a split root gives the same val."""
-    extra = meta.extra or {}
-    for source in (extra.get("data") or {}, extra):
-        if isinstance(source, dict) and "val_fraction" in source:
-            return float(source["val_fraction"]), int(source.get("seed", DEFAULT_SEED))
-    return DEFAULT_VAL_FRACTION, DEFAULT_SEED
-
-
-def static_batch(meta) -> int | None:
-    """The fixed batch size of an artifact exported with one, else None."""
-    value = (meta.extra or {}).get("static_batch")
-    return int(value) if value else None
-
-
-def top1(model, root: str | Path) -> tuple[float, int]:
-    """Top-1 of ``model`` on the val split of the labeled folder ``root``: (fraction, images).
-
-    ``root`` means what it means to ``edgessl benchmark --data``: ``train/`` + ``val/`` folders,
-    or one ImageFolder split with the seed and fraction the model was trained with.
-
-    Raises:
-        ConfigError: for an embedding model (no labels).
-        DataError: for unusable data or classes that differ from the model's labels.
-    """
-    from edgessl.data.labeled import load_labeled
-
-    meta = model.meta
-    if not meta.labels:
-        raise ConfigError(f"'{model.path}' outputs embeddings, not class scores; top-1 needs "
-                          "a classifier")
-    data = load_labeled(root, *split_settings(meta))
-    if set(meta.labels) != set(data.classes):
-        raise DataError(f"labels of '{model.path}' differ from the classes in '{root}'; pass "
-                        "the data the model was trained on")
-    position = {name: i for i, name in enumerate(meta.labels)}
-    to_model = np.array([position[c] for c in data.classes], dtype=np.int64)
-    from edgessl.runtime.model import run_in_fixed_batches
-
-    fixed = static_batch(meta)
-    step = fixed or EVAL_BATCH
-    correct = 0
-    for start in range(0, len(data.val), step):
-        chunk = data.val[start:start + step]
-        x = model.preprocess([p for p, _ in chunk])
-        predicted = run_in_fixed_batches(model.run, x, fixed).argmax(axis=1)
-        correct += int((predicted == to_model[[y for _, y in chunk]]).sum())
-    return correct / len(data.val), len(data.val)
+STATUS = Path("/proc/self/status")
+CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 @dataclass(frozen=True)
@@ -109,96 +63,140 @@ def time_runs(fn: Callable[[], object], timing: Timing) -> tuple[float, list[flo
     return first, timings
 
 
-def latency(seconds) -> dict:
-    """Per-run latency statistics in ms (the fields of BenchmarkResult.latency)."""
-    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {"mean_ms": float(ms.mean()), "min_ms": float(ms.min()), "max_ms": float(ms.max()),
-            "std_ms": float(ms.std()), "p50_ms": float(p50), "p90_ms": float(p90),
-            "p99_ms": float(p99)}
+def encoded_images(count: int, size: int, seed: int = 0) -> list[bytes]:
+    """``count`` seeded noise images as PNG bytes at 2x ``size`` (so resizing does work), for
+    end-to-end timing when no image is given."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        pixels = rng.integers(0, 256, (2 * size, 2 * size, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        images.append(buffer.getvalue())
+    return images
 
 
-def size_mib(path: Path) -> float:
+def end_to_end_fn(model, sources: Sequence[Path | bytes]) -> Callable[[], np.ndarray]:
+    """A callable doing what an application does per batch: read and decode each image,
+    resize and centre-crop, normalise (unless the model does it inside), stack, infer.
+    ``sources`` are image files or encoded image bytes."""
+    from edgessl.data.images import open_rgb
+    from edgessl.runtime.accuracy import model_inputs
+
+    def run() -> np.ndarray:
+        images = [open_rgb(io.BytesIO(s) if isinstance(s, bytes) else s) for s in sources]
+        return model.run(model_inputs(model.meta, images))
+
+    return run
+
+
+def async_throughput(model, batch: np.ndarray, runs: int, requests: int = 0,
+                     hint: str = "THROUGHPUT", streams: int = 0) -> AsyncStats:
+    """Images per second with many inferences in flight.
+
+    OpenVINO models run in an AsyncInferQueue compiled with ``hint`` (and ``streams``);
+    other runtimes (ONNX Runtime, PyTorch: both release the GIL while computing) run the
+    same model from ``requests`` threads.
+
+    Args:
+        model: a loaded model (OpenVinoModel, OnnxRuntimeModel, TorchModel).
+        batch: the input of every inference (float32 [N, 3, S, S], or uint8 [N, S, S, 3]).
+        runs: batches to run in the timed part (after one untimed round of ``requests``).
+        requests: in flight at once; 0 = OpenVINO's OPTIMAL_NUMBER_OF_INFER_REQUESTS, or the
+            logical cores for threads.
+        hint, streams: OpenVINO's performance hint and streams (0 = chosen by the hint).
+    """
+    if hasattr(model, "compile_for_throughput"):
+        return _openvino_async(model, batch, runs, requests, hint, streams)
+    workers = requests or _logical_cores()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda _: model.run(batch), range(workers)))
+        start = time.perf_counter()
+        list(pool.map(lambda _: model.run(batch), range(runs)))
+        seconds = time.perf_counter() - start
+    name = {"onnxruntime": "ONNX Runtime session"}.get(model.execution.runtime,
+                                                       model.execution.runtime)
+    return AsyncStats(method=f"{name} run from {workers} threads", requests=workers,
+                      runs=runs, batch_size=len(batch), seconds=seconds,
+                      throughput_ips=runs * len(batch) / seconds)
+
+
+def _openvino_async(model, batch, runs, requests, hint, streams) -> AsyncStats:
+    import openvino as ov
+
+    compiled, settings = model.compile_for_throughput(hint, streams)
+    jobs = requests or int(settings.get("OPTIMAL_NUMBER_OF_INFER_REQUESTS", 1) or 1)
+    queue = ov.AsyncInferQueue(compiled, jobs)
+    x = np.ascontiguousarray(batch)  # float32, or uint8 pixels for embedded preprocessing
+    for _ in range(jobs):  # one untimed round: first inferences allocate
+        queue.start_async({0: x})
+    queue.wait_all()
+    start = time.perf_counter()
+    for _ in range(runs):
+        queue.start_async({0: x})
+    queue.wait_all()
+    seconds = time.perf_counter() - start
+    return AsyncStats(method=f"OpenVINO AsyncInferQueue ({hint})", requests=jobs, runs=runs,
+                      batch_size=len(batch), seconds=seconds,
+                      throughput_ips=runs * len(batch) / seconds, settings=settings)
+
+
+def _logical_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak resident memory (Linux: VmHWM); False where it cannot be."""
+    try:
+        CLEAR_REFS.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib() -> float | None:
+    """Peak resident memory of this process in MiB: VmHWM on Linux (since the last
+    ``reset_peak_rss``), else ru_maxrss (peak since start); None where neither exists."""
+    try:
+        for line in STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, else KiB
+
+
+def size_mib(path: str | Path) -> float:
     """The artifact's size on disk in MiB, every file of it (``artifact.artifact_files``)."""
     from edgessl.runtime_specs import artifact_size_mib
 
     return artifact_size_mib(path)
 
 
-def benchmark(model, batch_size: int = 1, warmup: int = 10, iterations: int = 100,
-              images: list | None = None, data: str | Path | None = None,
-              name: str | None = None) -> dict:
-    """Time ``model`` on one batch; returns a BenchmarkResult-shaped dict.
-
-    Args:
-        model: a DeployedModel.
-        batch_size, warmup, iterations: as in ``edgessl benchmark``.
-        images: real images to time (repeated to fill the batch); None = seeded noise.
-        data: a labeled folder; when given, top-1 on its val split is measured too.
-        name: what to call the model in the result (default: its path).
-
-    Raises:
-        ConfigError: for bad counts or a batch size a fixed-batch artifact cannot take.
-    """
-    if warmup < 0 or iterations < 1 or batch_size < 1:
-        raise ConfigError(f"need warmup ≥ 0, iterations ≥ 1 and batch size ≥ 1; got "
-                          f"{warmup}, {iterations}, {batch_size}")
-    meta = model.meta
-    fixed = static_batch(meta)
-    if fixed is not None and fixed != batch_size:
-        raise ConfigError(f"'{model.path}' was exported with a fixed batch of {fixed}; "
-                          f"use batch size {fixed}")
-    if images:
-        x = model.preprocess([images[i % len(images)] for i in range(batch_size)])
-    elif model.raw_input:
-        x = np.random.default_rng(0).integers(0, 256, (batch_size, meta.image_size,
-                                                       meta.image_size, 3), dtype=np.uint8)
-    else:
-        x = np.random.default_rng(0).standard_normal(
-            (batch_size, 3, meta.image_size, meta.image_size), dtype=np.float32)
-    first, timings = time_runs(lambda: model.run(x), Timing(warmup, iterations))
-    stats = latency(timings)
-    accuracy, val_images = top1(model, data) if data is not None else (None, None)
-    ex = model.execution
-    memory = runtime_memory_mib(model.path, ex.device.split(",")[0] or "CPU", batch_size)
-    return {
-        "model": name or str(model.path), "runtime": ex.runtime, "device": ex.device,
-        "provider": ex.provider, "executed_on": _executed_on(model),
-        "runtime_version": ex.version, "format": meta.format,
-        "precision": meta.precision, "task": meta.task, "size_mib": size_mib(model.path),
-        "load_s": model.load_seconds, "first_inference_ms": first * 1000.0,
-        "batch_size": batch_size, "warmup": warmup, "iterations": iterations, "latency": stats,
-        "throughput_ips": batch_size * 1000.0 / stats["mean_ms"] if stats["mean_ms"] > 0
-        else math.inf,
-        "top1": accuracy, "val_images": val_images,
-        "runtime_rss_mib": None if memory is None else memory.peak_mib,
-        "runtime_imports": [] if memory is None else list(memory.imports),
-    }
-
-
-def _executed_on(model) -> list[str]:
-    """ONNX Runtime's session providers, or OpenVINO's execution devices."""
-    providers = getattr(model.loaded, "session_providers", None)
-    if providers:
-        return list(providers)
-    return [d for d in model.execution.device.split(",") if d]
-
-
 def device_stamp() -> dict:
-    """Where the numbers were measured, from the standard library only (no psutil, no torch)."""
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
-                    cpu = value.strip()
-                    break
-    except OSError:
-        pass
-    return {"hostname": platform.node(), "machine": platform.machine(), "cpu": cpu,
-            "logical_cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version()}
+    """Where the numbers were measured: CPU, its ISA flags, cores, board, OS, Python, time (UTC).
+
+    Standard library only (no psutil, no torch, no runtime probed); the host benchmark adds
+    its runtimes' devices and versions (``edgessl.benchmark.report.host_stamp``).
+    """
+    from edgessl.devices.host import board_model, cpu_info
+
+    cpu = cpu_info()
+    return {"hostname": platform.node(), "cpu": cpu.model, "cpu_flags": list(cpu.flags),
+            "fast_int8": cpu.has_fast_int8, "logical_cores": cpu.logical_cores,
+            "system": platform.system(), "machine": platform.machine(), "board": board_model(),
+            "platform": platform.platform(), "python": platform.python_version(),
+            "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 # Run in a fresh Python by ``runtime_memory_mib``: only the light runtime and the artifact's own
@@ -262,7 +260,6 @@ def runtime_memory_mib(path: str | Path, device: str = "CPU", batch_size: int = 
 def _measure_memory(path: str, mtime_ns: int, size: int, device: str, batch_size: int,
                     runs: int, timeout: float) -> RuntimeMemory | None:
     import subprocess
-    import sys
 
     try:
         import resource  # noqa: F401 - only to know the child can report

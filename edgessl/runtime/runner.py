@@ -6,38 +6,68 @@ device, where neither edgessl's CLI dependencies nor torch are installed. The bu
 
     python run.py predict photo.jpg more_photos/ --top-k 3
     python run.py benchmark --data my_labeled_images --json results.json
+    python run.py benchmark --time 5 --batch-sizes 1,8,32 --requests 4 --no-e2e
     python run.py smoke
+
+``benchmark`` measures with ``edgessl.runtime.bench.measure``, the code ``edgessl benchmark``
+measures with on the host, and takes the same options, so the figures are comparable
+(``edgessl benchmark --remote`` runs it over SSH).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from edgessl.config import MAX_BATCH, MAX_RUNS, Range, check_value
-from edgessl.errors import ConfigError, EdgesslError, printable, unknown_choice
+from edgessl.config import MAX_BATCH, Range, check_value
+from edgessl.errors import (
+    ConfigError,
+    DeviceUnavailableError,
+    EdgesslError,
+    printable,
+    unknown_choice,
+)
 from edgessl.io import check_outputs, dumps_json, write_json
 from edgessl.limits import MAX_CLASSES
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "edgessl-bundle/1"
-# The runner's numeric options, checked as edgessl's own flags are (edgessl.config.Range).
+# The runner's own numeric options, checked as edgessl's flags are (edgessl.config.Range); the
+# benchmark's timing options are MeasureConfig's fields, checked by MeasureConfig itself.
 OPTION_RANGES = {"top_k": Range(ge=1, le=MAX_CLASSES), "batch_size": Range(ge=1, le=MAX_BATCH),
-                 "warmup": Range(ge=0, le=MAX_RUNS), "iterations": Range(ge=1, le=MAX_RUNS),
                  "min_agreement": Range(ge=0, le=1, note="a fraction")}
 
 
 def check_options(args) -> None:
-    """FieldError naming the option (``--top-k``) for a number outside its range, and an
-    OutputExistsError for a ``--json`` file that exists without ``--force`` (before any work)."""
+    """FieldError naming the option (``--top-k``, ``--time``) for a number outside its range,
+    ConfigError for an unknown ``--inference-precision``, and OutputExistsError for a
+    ``--json`` file that exists without ``--force`` (all before any work)."""
     for name, rng in OPTION_RANGES.items():
         value = getattr(args, name, None)
         if value is not None:
             check_value(name, value, rng, "--" + name.replace("_", "-"))
+    if args.command == "benchmark":
+        measure_config(args, 1)
+        from edgessl.devices.profile import INFERENCE_PRECISIONS
+
+        for precision in args.inference_precision or ():
+            if precision not in INFERENCE_PRECISIONS:
+                raise unknown_choice("--inference-precision", precision, INFERENCE_PRECISIONS)
     if getattr(args, "json", None) is not None:
         check_outputs({"--json": args.json}, force=args.force)
+
+
+def measure_config(args, batch_size: int):
+    """The benchmark options as a MeasureConfig for one batch size (what the host takes)."""
+    from edgessl.runtime.bench import MeasureConfig, parse_batch_sizes
+
+    return MeasureConfig(warmup=args.warmup, iterations=args.iterations, time_budget_s=args.time,
+                         batch_size=batch_size, batch_sizes=parse_batch_sizes(args.batch_sizes),
+                         async_runs=args.async_runs, async_requests=args.requests,
+                         end_to_end=args.e2e)
 
 
 def read_bundle(folder: Path) -> dict:
@@ -93,20 +123,49 @@ def _default_model(bundle: dict) -> str:
     return bundle["models"][0]["name"]
 
 
-def _load(folder: Path, entry: dict, device: str | None, bundle: dict):
-    """Load a bundled model: with the bundle's device profile (its providers, threads, hint
-    and options), unless ``--device`` asked for a device explicitly."""
-    from edgessl.runtime import load
+def _profile(folder: Path, bundle: dict, device: str | None, precision: str | None):
+    """The DeviceProfile to load with: the bundle's (its providers, threads, hint and options),
+    unless ``--device`` asked for a device explicitly; with an inference precision, that
+    profile (or one for the device) at that precision, named ``<profile>@<precision>`` as on
+    the host. None = runtime defaults on the device.
 
+    Raises:
+        ConfigError: an inference precision this bundle's runtime has no setting for.
+    """
+    import dataclasses
+
+    from edgessl.devices.profile import DeviceProfile, profile_from_file
+
+    profile = None
     profile_file = folder / "profile.toml"
     if device is None and profile_file.is_file():
-        import dataclasses
-
-        from edgessl.devices.profile import profile_from_file
-
         profile = profile_from_file(profile_file)  # named after the file; use the real name
-        name = bundle.get("profile", {}).get("name", profile.name)
-        return load(folder / entry["path"], profile=dataclasses.replace(profile, name=name))
+        profile = dataclasses.replace(profile, name=bundle.get("profile", {}).get("name",
+                                                                                  profile.name))
+    if precision is None:
+        return profile
+    from edgessl.runtime.bench import precision_variants
+    from edgessl.runtime_specs import RUNTIME_SPECS
+
+    runtime = bundle["runtime"]
+    if precision not in RUNTIME_SPECS.get(runtime).inference_precisions:
+        able = [n for n, s in RUNTIME_SPECS.items() if s.inference_precisions]
+        raise ConfigError(f"--inference-precision applies to {' and '.join(able)}; this bundle "
+                          f"runs {runtime}: build one with edgessl deploy --runtime {able[0]}")
+    if profile is None:
+        where = device or bundle["device"]
+        profile = DeviceProfile(name=where.lower(), runtimes=(runtime,), device=where)
+    return precision_variants([profile], [precision])[0]
+
+
+def _load(folder: Path, entry: dict, device: str | None, bundle: dict, profile=None):
+    """Load a bundled model with ``profile`` (default: the bundle's, see ``_profile``), or
+    on the device that ``--device`` asked for."""
+    from edgessl.runtime import load
+
+    profile = profile or _profile(folder, bundle, device, None)
+    if profile is not None:
+        return load(folder / entry["path"], profile=profile)
     return load(folder / entry["path"], device=device or bundle["device"])
 
 
@@ -135,29 +194,54 @@ def cmd_predict(folder: Path, bundle: dict, args) -> int:
 
 
 def cmd_benchmark(folder: Path, bundle: dict, args) -> int:
-    from edgessl.runtime.measure import benchmark, device_stamp
+    from edgessl.runtime.measure import device_stamp
 
-    profile = bundle.get("profile", {})
-    sizes = args.batch_size or profile.get("batch_sizes") or [1]
-    images = _smoke_images(folder, bundle) or None
-    results = []
-    for entry in _models(bundle, args.model):
-        model = _load(folder, entry, args.device, bundle)
-        first = None  # top-1 does not depend on the batch size: measured once per model
-        for size in sizes:
-            result = benchmark(model, batch_size=size, warmup=args.warmup,
-                               iterations=args.iterations, images=images,
-                               data=args.data if first is None else None, name=entry["path"])
-            if first is not None:
-                result.update(top1=first["top1"], val_images=first["val_images"])
-            first = first or result
-            results.append(result)
+    entries = _models(bundle, args.model)
+    precisions = args.inference_precision or [None]
+    profiles = {p: _profile(folder, bundle, args.device, p) for p in precisions}
+    several = len(entries) * len(precisions) > 1
+    results = [r for entry in entries for p in precisions
+               for r in _benchmark_entry(folder, bundle, entry, profiles[p], args, several)]
+    if all(r.skipped for r in results):
+        raise DeviceUnavailableError(f"nothing to measure: {results[0].skipped}")
     if args.json:
         _write_json(args.json, {"host": device_stamp(), "bundle": bundle.get("name"),
-                                "results": results}, args.force)
+                                "results": [r.to_dict() for r in results]}, args.force)
     if args.json != "-":
         _print(_table(results))
     return 0
+
+
+def _benchmark_entry(folder: Path, bundle: dict, entry: dict, profile, args, several: bool
+                     ) -> list:
+    """One model on one profile: a BenchmarkResult per batch size (``--batch-size``, else the
+    profile's), or one skipped result when the device cannot run it and ``several``."""
+    from edgessl.runtime.accuracy import load_val
+    from edgessl.runtime.bench import Target, measure
+    from edgessl.runtime.measure import reset_peak_rss
+    from edgessl.runtime.result import BenchmarkResult
+
+    reset_peak_rss()
+    try:
+        model = _load(folder, entry, args.device, bundle, profile)
+    except DeviceUnavailableError as exc:  # e.g. a precision this device lacks: say so
+        if not several:
+            raise
+        return [BenchmarkResult(model=entry["path"], profile=getattr(profile, "name", ""),
+                                runtime=bundle["runtime"], skipped=str(exc))]
+    data = None if args.data is None else load_val(args.data, model.meta)
+    sources = [p for p, _ in data.val] if data is not None else _smoke_images(folder, bundle)
+    target = Target.of(entry["path"], profile, args.device or bundle["device"])
+    sizes = args.batch_size or bundle.get("profile", {}).get("batch_sizes") or [1]
+    rows = []
+    for size in sizes:  # top-1 does not depend on the batch size: scored once per model
+        result = measure(model.loaded, measure_config(args, size), target, sources or None,
+                         data=None if rows else data)
+        if rows:
+            result = dataclasses.replace(result, top1=rows[0].top1,
+                                         val_images=rows[0].val_images)
+        rows.append(result)
+    return rows
 
 
 def cmd_smoke(folder: Path, bundle: dict, args) -> int:
@@ -203,17 +287,31 @@ def _write_json(target: str, data: dict, force: bool) -> None:
     print(f"wrote {target}", file=sys.stderr)
 
 
-def _table(results: list[dict]) -> str:
-    head = ("model", "batch", "device/provider", "top-1 %", "p50 ms", "p90 ms", "p99 ms", "img/s")
-    rows = [head] + [(
-        r["model"], str(r["batch_size"]), f"{r['device']}/{r['provider']}",
-        "-" if r["top1"] is None else f"{100 * r['top1']:.1f}",
-        f"{r['latency']['p50_ms']:.3f}", f"{r['latency']['p90_ms']:.3f}",
-        f"{r['latency']['p99_ms']:.3f}", f"{r['throughput_ips']:.1f}") for r in results]
+def _table(results: list) -> str:
+    """The results as aligned text (one line per batch size), skipped targets and the batch
+    sweep below."""
+    head = ("model", "batch", "device/provider", "top-1 %", "p50 ms", "p90 ms", "p99 ms",
+            "e2e p50 ms", "img/s", "async img/s")
+    rows, notes = [head], []
+    for r in results:
+        name = r.model + (f" on {r.profile}" if r.profile else "")
+        if r.skipped:
+            notes.append(f"skipped: {name}: {r.skipped}")
+            continue
+        lat, e2e, a = r.latency, r.e2e_latency, r.async_throughput
+        rows.append((name, str(r.batch_size), f"{r.device}/{r.provider}",
+                     "-" if r.top1 is None else f"{100 * r.top1:.1f}", f"{lat.p50_ms:.3f}",
+                     f"{lat.p90_ms:.3f}", f"{lat.p99_ms:.3f}",
+                     "-" if e2e is None else f"{e2e.p50_ms:.3f}", f"{r.throughput_ips:.1f}",
+                     "-" if a is None else f"{a.throughput_ips:.1f}"))
+        if r.sweep:
+            notes.append(f"batch sweep of {name}: " + ", ".join(
+                f"b{p.batch_size} {p.throughput_ips:.0f} img/s (p50 {p.p50_ms:.3f} ms)"
+                for p in r.sweep))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
-                     for row in rows)
+    return "\n".join(["  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                                for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+                      for row in rows] + notes)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -227,12 +325,27 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=int, default=1)
     pr.add_argument("--json", help="write predictions as JSON to this file ('-' = stdout)")
     pr.add_argument("--force", action="store_true", help="replace an existing --json file")
-    be = sub.add_parser("benchmark", help="latency, throughput and top-1 on this device")
+    be = sub.add_parser("benchmark", help="latency, throughput, memory and top-1 on this device, "
+                                          "measured as edgessl benchmark does on the host")
     be.add_argument("--model", action="append", help="model name (repeatable) [default: all]")
     be.add_argument("--batch-size", type=int, action="append",
-                    help="batch size (repeatable) [default: the profile's batch sizes]")
-    be.add_argument("--warmup", type=int, default=10)
-    be.add_argument("--iterations", type=int, default=100)
+                    help="batch size, one result each (repeatable) [default: the profile's "
+                         "batch sizes]")
+    be.add_argument("--batch-sizes", metavar="1,8,32",
+                    help="synchronous throughput sweep at these batch sizes, in each result")
+    be.add_argument("--warmup", type=int, default=10, help="untimed runs before timing")
+    be.add_argument("--iterations", type=int, default=100, help="timed runs per measurement")
+    be.add_argument("--time", type=float, metavar="SECONDS",
+                    help="seconds per measurement instead of a fixed --iterations")
+    be.add_argument("--async-runs", type=int, default=200,
+                    help="batches in the asynchronous throughput run; 0 skips it")
+    be.add_argument("--requests", type=int, default=0,
+                    help="inferences in flight for it; 0 = the profile's / the runtime's optimum")
+    be.add_argument("--e2e", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time decode + resize + preprocess + infer")
+    be.add_argument("--inference-precision", action="append", metavar="PRECISION",
+                    help="f32, bf16 or f16: compute float layers in it (OpenVINO), one result "
+                         "each; refused where the device does not (repeatable)")
     be.add_argument("--data", help="labeled folder (as for edgessl benchmark --data): top-1 on val")
     be.add_argument("--json", help="write results as JSON to this file ('-' = stdout)")
     be.add_argument("--force", action="store_true", help="replace an existing --json file")

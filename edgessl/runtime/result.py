@@ -1,7 +1,9 @@
 """What a benchmark measured: plain frozen dataclasses that round-trip through JSON.
 
-``BenchmarkResult.to_dict`` / ``from_dict`` let results measured elsewhere (another host,
-another process) join the same table; ``host`` says where each row was measured.
+The host's ``edgessl benchmark`` and a deploy bundle's ``run.py benchmark`` both return these
+(``edgessl.runtime.bench.measure`` fills them), so numpy is all this module imports.
+``BenchmarkResult.to_dict`` / ``from_dict`` let results measured elsewhere (a device, another
+process) join the same table; ``host`` says where each row was measured.
 """
 
 from __future__ import annotations

@@ -1,21 +1,38 @@
-"""Accuracy and inputs for the benchmark: the model's val split, top-1, the timed batch."""
+"""A model's inputs and its top-1: the val split it was trained with, the timed batch, scoring.
+
+One definition for the host benchmark and a deploy bundle's runner: both measure with these.
+Imports numpy and the light data modules only (this module travels in deploy bundles).
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgessl.errors import ConfigError, DataError
 from edgessl.io import require_finite
-
-# The deploy runtime's measure module (numpy only) holds the one definition of how a model's
-# val split is found; host and device benchmarks share it.
-from edgessl.runtime.measure import EVAL_BATCH, split_settings  # noqa: F401 - re-exported
 from edgessl.runtime.model import run_in_fixed_batches
+
+EVAL_BATCH = 64
+DEFAULT_VAL_FRACTION = 0.2
+DEFAULT_SEED = 0
+
+
+def split_settings(meta) -> tuple[float, int]:
+    """val_fraction and seed the model was trained with, so a split root gives the same val."""
+    extra = meta.extra or {}
+    for source in (extra.get("data") or {}, extra):
+        if isinstance(source, dict) and "val_fraction" in source:
+            return float(source["val_fraction"]), int(source.get("seed", DEFAULT_SEED))
+    return DEFAULT_VAL_FRACTION, DEFAULT_SEED
+
+
+def static_batch(meta) -> int | None:
+    """The fixed batch size of an artifact exported with one (exporters record it in extra)."""
+    value = (meta.extra or {}).get("static_batch")
+    return int(value) if value else None
 
 
 def label_mapping(model_labels: Sequence[str], classes: Sequence[str], where: str) -> np.ndarray:
@@ -37,15 +54,17 @@ def label_mapping(model_labels: Sequence[str], classes: Sequence[str], where: st
 
 
 def require_labels(model) -> None:
+    """ConfigError for a model that outputs embeddings: top-1 needs class scores."""
     if not model.meta.labels:
         raise ConfigError(f"'{model.path}' outputs embeddings (task '{model.meta.task}'), not "
                           "class scores; top-1 needs a classifier: drop --data or pass one")
 
 
-def static_batch(meta) -> int | None:
-    """The fixed batch size of an artifact exported with one (exporters record it in extra)."""
-    value = (meta.extra or {}).get("static_batch")
-    return int(value) if value else None
+def load_val(root: str | Path, meta):
+    """The labeled folder ``root`` split as the model was trained (``split_settings``)."""
+    from edgessl.data.labeled import load_labeled
+
+    return load_labeled(root, *split_settings(meta))
 
 
 def top1_accuracy(model, data, fixed_batch: int | None = None) -> tuple[float, int]:
@@ -87,27 +106,13 @@ def model_inputs(meta, images) -> np.ndarray:
     return np.stack([np.asarray(resize_center_crop(i, meta.image_size), np.uint8) for i in pil])
 
 
-def input_batch(meta, batch_size: int, data=None) -> np.ndarray:
-    """The timed input (see ``model_inputs``) of ``batch_size`` images: val images of ``data``
-    (repeated to fill the batch) when given, else seeded noise (the same for every model of the
-    same size)."""
-    if data is None:
+def input_batch(meta, batch_size: int, sources: Sequence | None = None) -> np.ndarray:
+    """The timed input (see ``model_inputs``) of ``batch_size`` images: ``sources`` (image
+    files, repeated to fill the batch) when given, else seeded noise (the same for every model
+    of the same size)."""
+    if not sources:
         rng, s = np.random.default_rng(0), meta.image_size
         if getattr(meta, "raw_input", False):
             return rng.integers(0, 256, (batch_size, s, s, 3), dtype=np.uint8)
         return rng.standard_normal((batch_size, 3, s, s), dtype=np.float32)
-    return model_inputs(meta, [data.val[i % len(data.val)][0] for i in range(batch_size)])
-
-
-SplitLoader = Callable[[float, int], Any]  # (val_fraction, seed) -> LabeledData
-
-
-def split_loader(root: str) -> SplitLoader:
-    """Load ``root`` once per (val_fraction, seed): decoding every image is the slow part."""
-    from edgessl.data.labeled import load_labeled
-
-    @functools.cache
-    def load(val_fraction: float, seed: int):
-        return load_labeled(root, val_fraction=val_fraction, seed=seed)
-
-    return load
+    return model_inputs(meta, [sources[i % len(sources)] for i in range(batch_size)])
