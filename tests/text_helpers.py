@@ -1,0 +1,89 @@
+"""Tiny text encoders and a trivially separable toy set for the text tests.
+
+The encoders are randomly initialised BERT and GPT-2 models (2 layers, hidden 32) saved as
+Hugging Face folders with a ``tokenizer.json`` built with ``tokenizers``, so the tests need
+no download and run in seconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+CLASSES = {
+    "fruit": ["apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "plum"],
+    "vehicle": ["car", "bus", "train", "truck", "bike", "boat", "plane", "tram"],
+    "weather": ["rain", "snow", "wind", "storm", "sun", "cloud", "fog", "hail"],
+}
+FILLER = ["i", "like", "the", "a", "see", "my"]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+HIDDEN = 32
+
+
+def vocabulary() -> dict[str, int]:
+    words = SPECIALS + FILLER + [w for ws in CLASSES.values() for w in ws]
+    return {w: i for i, w in enumerate(words)}
+
+
+def toy_sentences(per_class: int = 12, seed: int = 0) -> dict[str, list[str]]:
+    """Class -> sentences of filler words and 2-3 words of that class only."""
+    rng = random.Random(seed)
+    return {c: [" ".join(rng.sample(FILLER, 2) + rng.sample(words, rng.randint(2, 3)))
+                for _ in range(per_class)] for c, words in CLASSES.items()}
+
+
+def write_toy_folder(root: Path, per_class: int = 12) -> Path:
+    for label, lines in toy_sentences(per_class).items():
+        (root / label).mkdir(parents=True)
+        (root / label / "examples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def _wordpiece_tokenizer():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    vocab = vocabulary()
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]),
+                                                 ("[SEP]", vocab["[SEP]"])])
+    return tok
+
+
+def _wordlevel_tokenizer():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel(vocabulary(), unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return tok
+
+
+def write_tiny_bert(folder: Path, seed: int = 0) -> Path:
+    """A random 2-layer BertModel (with its pooler, which edgessl ignores) and a WordPiece
+    ``tokenizer.json``."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocabulary()), hidden_size=HIDDEN, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                        pad_token_id=0)
+    BertModel(config).save_pretrained(folder)
+    _wordpiece_tokenizer().save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def write_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
+    """A random 2-layer GPT2Model and a word-level ``tokenizer.json``."""
+    import torch
+    from transformers import GPT2Config, GPT2Model
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(vocabulary()), n_embd=HIDDEN, n_layer=2, n_head=2,
+                        n_positions=64, bos_token_id=0, eos_token_id=0)
+    GPT2Model(config).save_pretrained(folder)
+    _wordlevel_tokenizer().save(str(folder / "tokenizer.json"))
+    return folder
