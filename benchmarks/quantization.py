@@ -96,8 +96,8 @@ def latency_ms(path: Path, batch: int = 1) -> float:
     """Median batch-1 latency in ms (after warm-up) in the artifact's runtime."""
     import numpy as np
 
+    from edgessl.backends.registry import load_any
     from edgessl.runtime.measure import Timing, time_runs
-    from edgessl.runtimes.registry import load_any
 
     model = load_any(path)
     s = model.meta.image_size
@@ -122,10 +122,10 @@ def top1_here(path: Path) -> dict:
     """Top-1 of an artifact on its checkpoint's val split, and the kernels OpenVINO chose."""
     import numpy as np
 
+    from edgessl.backends.registry import load_any
     from edgessl.checkpoint import read_card
     from edgessl.data.preprocess import preprocess_batch
     from edgessl.export.validate import validation_samples
-    from edgessl.runtimes.registry import load_any
 
     model = load_any(path)
     card = read_card(Path(json.loads((path.parent / "report.json").read_text())["checkpoint"]))

@@ -90,7 +90,7 @@ class QuickstartResult:
 
 def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     """Run every stage; returns the accuracy table rows and the benchmark results."""
-    from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
+    from edgessl.benchmark.host import BenchmarkConfig, benchmark_models
     from edgessl.data.digits import default_digits_dir
     from edgessl.data.labeled import load_labeled
     from edgessl.export.api import ExportConfig, export_model

@@ -8,7 +8,7 @@ without PyTorch, where its accelerators come from and which files make up one of
 ``edgessl.registry`` (``edgessl.safety`` to read an ONNX file's external data), so a bundle on a
 device reads it without torch, and reading a profile imports no runtime.
 
-Adding a runtime: its module (``load`` and ``accepts``; see ``edgessl.runtimes.base``) plus one
+Adding a runtime: its module (``load`` and ``accepts``; see ``edgessl.backends.base``) plus one
 ``RUNTIME_SPECS.register`` line here. Its availability is then "its package is installed"; a
 runtime with devices to probe adds its check to ``edgessl.devices.availability``.
 """
@@ -72,7 +72,7 @@ class RuntimeSpec:
 _ORT_GPU = "pip uninstall onnxruntime && pip install onnxruntime-gpu"
 RUNTIME_SPECS: Registry[RuntimeSpec] = Registry("runtime")
 RUNTIME_SPECS.register("onnxruntime", RuntimeSpec(
-    "onnxruntime", "edgessl.runtimes.onnxruntime_rt", "onnxruntime", "onnxruntime", "onnx",
+    "onnxruntime", "edgessl.backends.onnxruntime_rt", "onnxruntime", "onnxruntime", "onnx",
     (".onnx",), torch_free=True, providers=(
         ("CUDAExecutionProvider", "onnxruntime-gpu",
          f"{_ORT_GPU} (needs an NVIDIA driver, CUDA 12 and cuDNN 9)"),
@@ -96,13 +96,13 @@ RUNTIME_SPECS.register("onnxruntime", RuntimeSpec(
         ("ArmNNExecutionProvider", "onnxruntime", "build ONNX Runtime with --use_armnn"),
     ), external_data=True))
 RUNTIME_SPECS.register("openvino", RuntimeSpec(
-    "openvino", "edgessl.runtimes.openvino_rt", "openvino", "openvino", "openvino", (".xml",),
+    "openvino", "edgessl.backends.openvino_rt", "openvino", "openvino", "openvino", (".xml",),
     torch_free=True, companions=(".bin",), inference_precisions=("f32", "bf16", "f16")))
 RUNTIME_SPECS.register("executorch", RuntimeSpec(
-    "executorch", "edgessl.runtimes.executorch_rt", "executorch", "executorch", "executorch",
+    "executorch", "edgessl.backends.executorch_rt", "executorch", "executorch", "executorch",
     (".pte",), torch_free=False, devices=("CPU",), companions=(".json",)))
 RUNTIME_SPECS.register("pytorch", RuntimeSpec(
-    "pytorch", "edgessl.runtimes.torch_rt", "torch", "torch", None, (), torch_free=False,
+    "pytorch", "edgessl.backends.torch_rt", "torch", "torch", None, (), torch_free=False,
     devices=("CPU", "CUDA")))
 
 

@@ -9,18 +9,18 @@ import pytest
 import torch
 
 from edgessl.backbones import BackboneSpec, create_backbone
-from edgessl.benchmark.report import COLUMNS, render_table, write_json
-from edgessl.benchmark.run import (
+from edgessl.backends import torch_rt
+from edgessl.benchmark.host import (
     BenchmarkConfig,
     benchmark_models,
     label_mapping,
     latency_stats,
     model_size_mib,
 )
+from edgessl.benchmark.report import COLUMNS, render_table, write_json
 from edgessl.checkpoint import ModelCard
 from edgessl.errors import CheckpointError, ConfigError, DataError, DeviceUnavailableError
 from edgessl.models import load_model, save_model
-from edgessl.runtimes import torch_rt
 
 FAST = BenchmarkConfig(warmup=1, iterations=5, async_runs=0, end_to_end=False)
 
@@ -237,7 +237,7 @@ def test_benchmark_command_missing_model(cli, tmp_path):
 def test_accuracy_with_a_static_batch_pads_the_last_chunk(tiny_classifier, digits_dir):
     import dataclasses
 
-    from edgessl.benchmark.run import top1_accuracy
+    from edgessl.benchmark.host import top1_accuracy
     from edgessl.data.labeled import LabeledData
 
     classes = tuple(str(i) for i in range(10))

@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
+from edgessl.benchmark.host import BenchmarkConfig, BenchmarkResult, benchmark_models
 from edgessl.benchmark.report import render_csv, render_markdown, render_table
-from edgessl.benchmark.run import BenchmarkConfig, BenchmarkResult, benchmark_models
 from edgessl.devices.host import detect_host
 from edgessl.errors import ConfigError, DeviceUnavailableError
 from edgessl.export.api import ExportConfig, export_model
@@ -146,8 +146,8 @@ def test_profile_without_the_model_runtime(artifacts):
 
 @pytest.mark.skipif(HAS_CUDA_EP, reason="this host's ONNX Runtime has the CUDA EP")
 def test_onnxruntime_refuses_a_missing_provider(artifacts):
+    from edgessl.backends import onnxruntime_rt
     from edgessl.devices.profile import load_profile
-    from edgessl.runtimes import onnxruntime_rt
 
     with pytest.raises(DeviceUnavailableError, match=r"no TensorrtExecutionProvider.*pip "):
         onnxruntime_rt.load(artifacts["onnx"], profile=load_profile("nvidia-gpu"))

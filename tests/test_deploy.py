@@ -15,7 +15,7 @@ from deploy_helpers import HEAVY, exported, run_blocked
 from typer.testing import CliRunner
 
 import edgessl.cli.deploy_cmd  # noqa: F401 - registers `edgessl deploy`
-from edgessl.benchmark.run import BenchmarkConfig, BenchmarkResult, benchmark_models
+from edgessl.benchmark.host import BenchmarkConfig, BenchmarkResult, benchmark_models
 from edgessl.cli import app
 from edgessl.deploy.bundle import (
     FORMAT_FOR_RUNTIME,
@@ -54,11 +54,11 @@ def test_bundle_holds_everything_the_device_needs(bundle):
     root = bundle.path
     for name in ("run.py", "README.md", "requirements.txt", "bundle.json", "baseline.json",
                  "profile.toml", "models/onnx-fp32/model.onnx", "lib/edgessl/runtime/model.py",
-                 "lib/edgessl/runtimes/onnxruntime_rt.py"):
+                 "lib/edgessl/backends/onnxruntime_rt.py"):
         assert (root / name).is_file(), name
     # Only the runtime this bundle uses travels with it.
-    assert not (root / "lib/edgessl/runtimes/openvino_rt.py").exists()
-    assert not (root / "lib/edgessl/runtimes/torch_rt.py").exists()
+    assert not (root / "lib/edgessl/backends/openvino_rt.py").exists()
+    assert not (root / "lib/edgessl/backends/torch_rt.py").exists()
     info = json.loads((root / "bundle.json").read_text())
     assert info["runtime"] == "onnxruntime" and info["profile"]["name"] == "cpu"
     assert len(info["smoke"]["expected"]) == 10  # one image per digit
@@ -222,7 +222,7 @@ def test_deploy_cli_exports_a_checkpoint_for_the_runtime(tiny_classifier, digits
     assert f"wrote {out} (openvino on CPU, profile cpu)" in result.stdout
     assert (out / "models/openvino-fp32/model.xml").is_file()
     assert (out / "models/openvino-fp32/model.bin").is_file()
-    assert (out / "lib/edgessl/runtimes/openvino_rt.py").is_file()
+    assert (out / "lib/edgessl/backends/openvino_rt.py").is_file()
     assert not (out / "baseline.json").exists()
     assert (out / "requirements.txt").read_text().split()[-1].startswith("openvino==")
     proc = subprocess.run([sys.executable, str(out / "run.py"), "smoke"], capture_output=True,

@@ -8,13 +8,13 @@ import json
 import pytest
 from deploy_helpers import HEAVY, run_blocked
 
+from edgessl.backends.registry import load_any
 from edgessl.deploy.bundle import DeployConfig, build_bundle
 from edgessl.deploy.target import profile_cpu, recommend
 from edgessl.devices import host
 from edgessl.devices.profile import DeviceProfile, list_profiles, load_profile
 from edgessl.errors import ConfigError
 from edgessl.export.schemes import QuantizeConfig, check_quantize_config, choose_scheme
-from edgessl.runtimes.registry import load_any
 
 VNNI_HOST = host.CpuInfo("fake Xeon with VNNI", ("avx2", "avx512f", "avx512_vnni"), 2)
 AVX2_HOST = host.CpuInfo("fake AVX2 CPU without VNNI", ("avx2",), 2)

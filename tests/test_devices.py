@@ -67,8 +67,8 @@ def test_shipped_profile_validates(name):
 
 
 def test_every_runtime_of_the_table_has_its_loader():
+    from edgessl.backends.registry import RUNTIMES
     from edgessl.runtime_specs import RUNTIME_SPECS
-    from edgessl.runtimes.registry import RUNTIMES
 
     assert RUNTIMES.names() == RUNTIME_SPECS.names()
     for name, spec in RUNTIME_SPECS.items():

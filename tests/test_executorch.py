@@ -61,10 +61,10 @@ def test_int8_program_is_quantized_with_pt2e_and_stays_close(programs):
 
 @needs_executorch
 def test_the_runtime_is_chosen_by_suffix_and_predicts_like_the_host(programs, digits_dir):
+    from edgessl.backends.registry import load_any, runtime_name_for
     from edgessl.data.images import find_images
     from edgessl.data.preprocess import preprocess_batch
     from edgessl.runtime.model import load
-    from edgessl.runtimes.registry import load_any, runtime_name_for
 
     path = programs["fp32"].path
     assert runtime_name_for(path) == "executorch"
@@ -78,7 +78,7 @@ def test_the_runtime_is_chosen_by_suffix_and_predicts_like_the_host(programs, di
 
 @needs_executorch
 def test_missing_metadata_or_another_device_is_a_clear_error(programs, tmp_path):
-    from edgessl.runtimes import executorch_rt
+    from edgessl.backends import executorch_rt
 
     alone = tmp_path / "model.pte"
     alone.write_bytes(programs["fp32"].path.read_bytes())
@@ -94,7 +94,7 @@ def test_missing_metadata_or_another_device_is_a_clear_error(programs, tmp_path)
 
 @needs_executorch
 def test_benchmark_times_and_scores_the_program(programs, digits_dir):
-    from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
+    from edgessl.benchmark.host import BenchmarkConfig, benchmark_models
 
     results = benchmark_models([programs["int8"].path], BenchmarkConfig(
         warmup=1, iterations=3, data=str(digits_dir), async_runs=0))
@@ -140,8 +140,8 @@ def test_options_executorch_lacks_are_refused_before_work(tiny_classifier, tmp_p
 
 
 def test_without_the_extra_export_and_runtime_say_how_to_install_it(monkeypatch, tmp_path):
+    from edgessl.backends import executorch_rt
     from edgessl.export import executorch_format
-    from edgessl.runtimes import executorch_rt
 
     monkeypatch.setitem(sys.modules, "executorch", None)  # import executorch -> ImportError
     monkeypatch.setitem(sys.modules, "executorch.runtime", None)

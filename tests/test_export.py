@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from edgessl.backends.registry import RUNTIMES, load_any, runtime_name_for
 from edgessl.checkpoint import ModelCard
 from edgessl.errors import CheckpointError, ConfigError, OutputExistsError
 from edgessl.export.api import REPORT_FILE, SIDECAR_FILE, ExportConfig, export_model
 from edgessl.export.formats import FORMATS
 from edgessl.io import file_sha256
 from edgessl.models import load_model, save_model
-from edgessl.runtimes.registry import RUNTIMES, load_any, runtime_name_for
 
 CALIB = 32  # small calibration sample keeps int8 tests fast
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from edgessl.backends.registry import load_any
 from edgessl.errors import ConfigError, EdgesslError
 from edgessl.export.api import REPORT_FILE, ExportConfig, export_model
 from edgessl.export.schemes import QuantizeConfig, choose_scheme
-from edgessl.runtimes.registry import load_any
 
 CALIB = 32
 VNNI = ("avx2", "avx512f", "avx512_vnni")

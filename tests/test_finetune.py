@@ -169,7 +169,7 @@ def test_linear_probe_folding_stays_well_conditioned(monkeypatch, digits_dir, tm
 
 def test_openvino_int8_float_layers_compute_in_f32_on_cpu():
     from edgessl.artifact import ArtifactMeta
-    from edgessl.runtimes.openvino_rt import compile_config
+    from edgessl.backends.openvino_rt import compile_config
 
     for precision in ("fp32", "fp16", "int8"):
         meta = ArtifactMeta(labels=("a", "b"), image_size=8, mean=(0, 0, 0), std=(1, 1, 1),

@@ -209,7 +209,7 @@ def test_a_real_export_with_external_data_loads_and_predicts(tmp_path_factory, t
 
 def test_openvino_never_reads_an_onnx_file_handed_to_it(tmp_path):
     """OpenVINO's ONNX frontend reads external data too: edgessl only gives it IR XML files."""
-    from edgessl.runtimes import openvino_rt
+    from edgessl.backends import openvino_rt
 
     data = _swap(_model("initializer").SerializeToString(), _entry(LOC, (2, BAD)))
     path = _write(tmp_path / "models", data).rename(tmp_path / "models" / "model.xml")

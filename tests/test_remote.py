@@ -11,8 +11,8 @@ import pytest
 from deploy_helpers import exported, local_ssh
 from sshd import LocalSshd, client_config, find_sshd, free_port, keygen
 
+from edgessl.benchmark.host import BenchmarkConfig
 from edgessl.benchmark.report import render_table
-from edgessl.benchmark.run import BenchmarkConfig
 from edgessl.deploy.remote import (
     RemoteConfig,
     RemoteError,

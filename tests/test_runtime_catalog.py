@@ -109,7 +109,7 @@ def test_an_artifact_is_every_file_its_runtime_reads(tmp_path):
 
 
 def test_a_bundle_and_the_benchmark_count_the_same_files(tmp_path):
-    from edgessl.benchmark.run import model_size_mib
+    from edgessl.benchmark.host import model_size_mib
     from edgessl.runtime.measure import size_mib
 
     onnx_path = _onnx_with_external_data(tmp_path)

@@ -74,8 +74,8 @@ def test_missing_runtime_says_how_to_install(onnx_model):
 
 
 def test_predictions_match_pytorch(onnx_model, tiny_classifier, val_images):
+    from edgessl.backends import torch_rt
     from edgessl.data.preprocess import preprocess_batch
-    from edgessl.runtimes import torch_rt
 
     model = load(onnx_model)
     preds = model.predict(val_images, top_k=3, batch_size=4)

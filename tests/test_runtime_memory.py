@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from deploy_helpers import exported
 
+from edgessl.benchmark.host import BenchmarkConfig, benchmark_models
 from edgessl.benchmark.report import render_table
-from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
+from edgessl.backends import onnxruntime_rt, openvino_rt
+from edgessl.backends.registry import load_any
 from edgessl.errors import CheckpointError, DataError, DeviceUnavailableError
 from edgessl.export.api import ExportConfig, export_model
-from edgessl.runtimes import onnxruntime_rt, openvino_rt
-from edgessl.runtimes.registry import load_any
 
 RUNTIME_MODULES = {"onnx": onnxruntime_rt, "openvino": openvino_rt}
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}

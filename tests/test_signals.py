@@ -87,7 +87,7 @@ def test_sigterm_during_deploy(tmp_path, onnx_model):
 
 
 def test_sigterm_during_benchmark(tmp_path, onnx_model):
-    proc = run_signalled("edgessl.benchmark.run.benchmark_models", "SIGTERM", "benchmark",
+    proc = run_signalled("edgessl.benchmark.host.benchmark_models", "SIGTERM", "benchmark",
                          onnx_model, "--iterations", "1", "--warmup", "0", "--json",
                          tmp_path / "b.json")
     assert_interrupted(proc, "SIGTERM")

@@ -17,7 +17,7 @@ import pytest
 from cli_helpers import flat_digits, invoke, one_line_error
 
 from edgessl.artifact import ArtifactMeta
-from edgessl.benchmark.run import BenchmarkConfig
+from edgessl.benchmark.host import BenchmarkConfig
 from edgessl.checkpoint import CARD_FILE, ModelCard, read_card
 from edgessl.config import FieldError, Range, _fields, field_label, from_dict
 from edgessl.deploy.bundle import DeployConfig
@@ -385,7 +385,7 @@ def test_static_batch_onnx_export_validates_and_a_wrong_batch_is_one_line(
     # predict fills the fixed batch (padding dropped), so one image is classified
     result = invoke("predict", artifact, image)
     assert result.exit_code == 0 and len(result.stdout.strip().splitlines()) == 1, result.output
-    from edgessl.runtimes.registry import load_any
+    from edgessl.backends.registry import load_any
 
     line = one_line_error(invoke("benchmark", artifact, "--batch-size", "2", "--iterations", "1"))
     assert "fixed batch of 7; pass --batch-size 7" in line, line
@@ -415,7 +415,7 @@ def test_static_batch_onnx_export_validates_and_a_wrong_batch_is_one_line(
     (["smoke", "--min-agreement", "2"], "--min-agreement must be ≥ 0 and ≤ 1"),
 ])
 def test_runner_numbers_are_one_line_errors(tmp_path, capsys, args, expected):
-    from edgessl.runtime.runner import main
+    from edgessl.runtime.bundle_cli import main
 
     assert main(args, bundle_dir=tmp_path) == 2
     err = capsys.readouterr().err.strip()
@@ -435,7 +435,7 @@ def test_runner_numbers_are_one_line_errors(tmp_path, capsys, args, expected):
       "profile": {"batch_sizes": "8"}}, "key 'profile.batch_sizes' must be a list of integers"),
 ])
 def test_damaged_bundle_json_is_one_line_naming_the_key(tmp_path, capsys, bundle, expected):
-    from edgessl.runtime.runner import main
+    from edgessl.runtime.bundle_cli import main
 
     (tmp_path / "bundle.json").write_text(json.dumps(bundle))
     assert main(["info"], bundle_dir=tmp_path) == 2

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from edgessl.benchmark.run import BenchmarkConfig, BenchmarkResult
+from edgessl.benchmark.host import BenchmarkConfig, BenchmarkResult
 
 COLUMNS = ("model", "target", "runtime", "executed on", "precision", "size MiB", "load s",
            "1st ms", "top-1 %", "p50 ms", "p90 ms", "p99 ms", "e2e p50 ms", "img/s",

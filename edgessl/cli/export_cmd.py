@@ -1,4 +1,8 @@
-"""``edgessl export``: a checkpoint -> a validated ONNX / OpenVINO artifact (fp32, fp16, int8)."""
+"""``edgessl export``: a checkpoint -> a validated ONNX / OpenVINO artifact (fp32, fp16, int8).
+
+A text classifier folder (its card says so) goes to
+``edgessl.text.workflow.export_text_checkpoint``; every other checkpoint to the image path.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,22 @@ from pathlib import Path
 import typer
 
 from edgessl.cli.app import app, echo, user_errors
+from edgessl.cli.finetune_cmd import flags_given
 from edgessl.export.formats import FORMATS
 
 INT8 = "INT8 options"
+# Options of the image export only; given for a text classifier they are an error.
+IMAGE_ONLY = ("output", "embed_preprocessing", "static_batch", "simplify", "calib", "scheme",
+              "target_isa", "per_channel", "calib_method", "preset", "bias_correction",
+              "model_type", "ignore", "max_drop")
 
 
 @app.command("export")
 def export(
+    ctx: typer.Context,
     model: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint folder (a classifier "
-                                 "from edgessl finetune, or a backbone for --output embedding)."),
+                                 "from edgessl finetune, image or text, or a backbone for "
+                                 "--output embedding)."),
     format: str = typer.Option("onnx", "--format",
                                help="Export format: " + ", ".join(FORMATS.names()) + "."),
     precision: str = typer.Option("fp32", "--precision",
@@ -36,7 +47,8 @@ def export(
         None, "--calib", rich_help_panel=INT8,
         help="Folder of calibration images.", show_default="the checkpoint's training images"),
     calib_size: int = typer.Option(300, "--calib-size", rich_help_panel=INT8,
-                                   help="Calibration images (seeded sample)."),
+                                   help="Calibration images or texts (seeded sample); text: "
+                                        "OpenVINO int8 only, default 128."),
     scheme: str = typer.Option(
         "auto", "--scheme", rich_help_panel=INT8,
         help="auto (safe for --target-isa), or ONNX Runtime u8s8, u8s8-w7, s8s8, u8u8; NNCF w8, "
@@ -69,7 +81,8 @@ def export(
              "fraction (0.01 = 1 point); fails if it cannot be met."),
     data: Path | None = typer.Option(
         None, "--data",
-        help="Labeled folder to validate on.", show_default="the checkpoint's val split"),
+        help="Labeled folder (or text set) to validate on.",
+        show_default="the checkpoint's val split"),
     out: Path | None = typer.Option(
         None, "--out", help="Output folder.",
         show_default="export/<MODEL>-<format>-<precision>"),
@@ -77,6 +90,18 @@ def export(
 ) -> None:
     """Export to ONNX or OpenVINO (fp32, fp16 or int8) and check the artifact against PyTorch."""
     with user_errors():
+        from edgessl.text.workflow import is_text_checkpoint
+
+        if is_text_checkpoint(model):
+            from edgessl.text.workflow import export_text_checkpoint, refuse_image_flags
+
+            refuse_image_flags(flags_given(ctx, IMAGE_ONLY), f"classifier '{model}'")
+            sizes = flags_given(ctx, ["calib_size"])
+            result = export_text_checkpoint(model, format, precision, out=out, data=data,
+                                            calib_size=calib_size if sizes else None,
+                                            force=force)
+            echo(render_text_report(result))
+            return
         from edgessl.export.api import ExportConfig, export_model
         from edgessl.export.schemes import QuantizeConfig
 
@@ -130,5 +155,27 @@ def render_report(report: dict) -> str:
                                    + (" ..." if len(kept) > 6 else "")))
     if report.get("simplify"):
         rows.append(("simplify", report["simplify"]))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def render_text_report(result) -> str:
+    """A text export's folder, size, runtime and agreement with PyTorch, two columns."""
+    meta, check = result.sidecar, result.validation
+    rows = [("format", f"{meta['model_file']} {meta['precision']} "
+                       f"({meta['quantization']['scheme']})"),
+            ("artifact", str(result.folder)),
+            ("input", f"int64 input_ids, attention_mask [1, {meta['max_length']}] + "
+                      f"{meta['tokenizer_file']}"),
+            ("size", f"{result.size_mib:.2f} MiB"),
+            ("runs on", check["runtime"]),
+            ("max |diff|", f"{check['max_abs_logit_diff']:.3g} (logits, {check['texts']} texts)"),
+            ("agreement", f"{check['top1_agreement']:.2%} top-1 with PyTorch")]
+    if "top1_artifact" in check:
+        rows.append(("top-1", f"{check['top1_artifact']:.2%} artifact vs "
+                              f"{check['top1_pytorch']:.2%} PyTorch on the val texts"))
+    kept = meta["quantization"].get("kept_float")
+    if kept:
+        rows.append(("kept float", ", ".join(kept)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,4 +1,8 @@
-"""``edgessl finetune``: a few-label classifier on a backbone."""
+"""``edgessl finetune``: a few-label classifier on a backbone (images) or an encoder (text).
+
+Text data (a .csv/.jsonl file, or class folders of .txt files; ``edgessl.text.data.is_text_set``)
+goes to ``edgessl.text.workflow.finetune_text_set``; everything else to the image pipeline.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,38 @@ import typer
 
 from edgessl.cli.app import app, echo, user_errors
 
+# Options that mean something for images only; given with text data they are an error.
+IMAGE_ONLY = ("arch", "weights", "weights_key", "image_size", "hflip")
+
+
+def flags_given(ctx: typer.Context, names) -> list[str]:
+    """The command-line spelling (``--image-size``) of each of ``names`` the user gave."""
+    by_name = {p.name: p for p in ctx.command.params}
+    given = []
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given.append(max(by_name[name].opts, key=len))
+    return given
+
 
 @app.command("finetune")
 def finetune_command(
+    ctx: typer.Context,
     data: Path | None = typer.Argument(
-        None, help="Labeled data: train/ and val/ folders of class folders, or class folders.",
+        None, help="Labeled data: train/ and val/ folders of class folders (of images, or of "
+                   ".txt files with one text per line), class folders, or a .csv/.jsonl file "
+                   "with text and label columns.",
         show_default="the built-in digits"),
     backbone: str | None = typer.Option(
         None, help="edgessl checkpoint folder, a pretrained start (efficientnet_lite0.in1k, "
                    "...), a weights file for --arch (.safetensors, .pt/.pth: tensors only), "
                    "'scratch[:NAME]', or an architecture ('timm:NAME', an edgessl name; see "
-                   "'edgessl backbones') that gets --weights, or timm's hub weights without it.",
-        show_default="the best pretrained start installed (efficientnet_lite0.in1k)"),
+                   "'edgessl backbones') that gets --weights, or timm's hub weights without it. "
+                   "Text data: a text start (all-minilm-l6-v2) or a local Hugging Face "
+                   "BERT/GPT-2 folder.",
+        show_default="the best pretrained start installed (efficientnet_lite0.in1k); "
+                     "all-minilm-l6-v2 for text"),
     arch: str = typer.Option("resnet_tiny",
                              help="Architecture for plain 'scratch' or a weights file."),
     weights: Path | None = typer.Option(
@@ -31,7 +55,9 @@ def finetune_command(
                                     "a name prefix ('module.momentum_encoder').",
         show_default="the teacher, where there is one"),
     mode: str | None = typer.Option(
-        None, help="linear (a linear probe on frozen features) or full (fine-tune everything).",
+        None, help="linear (a linear probe on frozen features) or full (fine-tune everything); "
+                   "text data also takes the other text modes ('edgessl finetune --mode x' "
+                   "lists them).",
         show_default="linear for a pretrained backbone, full for scratch"),
     labels_per_class: int | None = typer.Option(
         None, "--labels-per-class", "-k", help="Labels per class.", show_default="all"),
@@ -56,6 +82,20 @@ def finetune_command(
     from edgessl.finetune.train import FinetuneConfig, finetune
 
     with user_errors():
+        from edgessl.text.data import is_text_set
+
+        if data is not None and is_text_set(data):
+            from edgessl.text.workflow import TextFinetuneRun, finetune_text_set, refuse_image_flags
+
+            refuse_image_flags(flags_given(ctx, IMAGE_ONLY), f"data '{data}'")
+            result, path = finetune_text_set(TextFinetuneRun(
+                data=str(data), encoder=backbone, mode=mode, labels_per_class=labels_per_class,
+                seed=seed, epochs=epochs, lr=lr, probe_c=probe_c,
+                out=str(out) if out else None, force=force))
+            metrics = result.card["metrics"]
+            echo(f"saved {path}  val top-1 {100 * metrics['top1']:.1f}% on "
+                 f"{metrics['examples']} texts")
+            return
         cfg = FinetuneConfig(
             data=str(data) if data else None, backbone=backbone, arch=arch,
             weights=str(weights) if weights else None, weights_key=weights_key, mode=mode,

@@ -1,4 +1,6 @@
-"""``edgessl predict``: classify (or embed) images with an exported model or a checkpoint."""
+"""``edgessl predict``: classify (or embed) images with an exported model or a checkpoint, or
+classify raw strings with an exported text model (``edgessl.text.workflow.predict_texts``,
+torch-free)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,11 @@ from pathlib import Path
 import typer
 
 from edgessl.cli.app import app, echo, user_errors
+from edgessl.cli.finetune_cmd import flags_given
 from edgessl.runtime_specs import artifact_kinds
+
+# Options of image prediction only; given with a text model they are an error.
+IMAGE_ONLY = ("profile", "device", "batch_size")
 
 
 def load_for_predict(model: Path, device: str):
@@ -16,7 +22,7 @@ def load_for_predict(model: Path, device: str):
     from edgessl.runtime.model import DeployedModel, load
 
     if model.is_dir():
-        from edgessl.runtimes import torch_rt
+        from edgessl.backends import torch_rt
 
         if not torch_rt.accepts(model):
             from edgessl.errors import CheckpointError
@@ -62,12 +68,17 @@ def format_prediction(p) -> str:
 
 @app.command("predict")
 def predict(
+    ctx: typer.Context,
     model: Path = typer.Argument(
         ..., metavar="MODEL",
-        help=f"An exported model ({artifact_kinds()}) or a checkpoint folder."),
-    images: list[Path] = typer.Argument(..., metavar="IMAGE_OR_DIR...",
-                                        help="Image files and folders (searched recursively).",
-                                        show_default=False),
+        help=f"An exported model ({artifact_kinds()}), a checkpoint folder, or an exported "
+             "text model folder (from edgessl export of a text classifier)."),
+    images: list[str] | None = typer.Argument(
+        None, metavar="IMAGE_OR_DIR...",
+        help="Image files and folders (searched recursively); for a text model, the texts "
+             "to classify.", show_default=False),
+    file: Path | None = typer.Option(
+        None, "--file", help="Text model: a UTF-8 file of texts to classify, one per line."),
     top_k: int = typer.Option(1, "--top-k", "-k", help="Labels to show per image."),
     json_path: Path | None = typer.Option(
         None, "--json", help="Write predictions to this JSON file ('-' for stdout)."),
@@ -78,11 +89,26 @@ def predict(
     batch_size: int = typer.Option(32, "--batch-size", help="Images per run."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
 ) -> None:
-    """Classify images (or embed them, for an embedding model): label and probability each."""
+    """Classify images (or embed them, for an embedding model), or texts with a text model:
+    label and probability each."""
     with user_errors():
         from edgessl.io import check_outputs, dumps_json
         from edgessl.runtime.model import iter_image_files
+        from edgessl.text.runtime import is_text_model
 
+        if is_text_model(model):
+            predict_texts_command(ctx, model, images or [], file, top_k, json_path, force)
+            return
+        if file is not None:
+            from edgessl.errors import ConfigError
+
+            raise ConfigError(f"--file is for text models, and '{model}' is not one; give "
+                              "images after the model")
+        if not images:
+            from edgessl.cli.app import UsageError
+
+            raise UsageError("Missing argument 'IMAGE_OR_DIR...'.", ctx)
+        images = [Path(i) for i in images]
         check_outputs({"--json": json_path}, {"MODEL": model, "IMAGE_OR_DIR": images},
                       force=force)
         if profile is not None:
@@ -111,3 +137,25 @@ def predict(
 
                 echo(f"wrote {write_json(json_path, data, force=force)} ({len(results)} "
                      "images)")
+
+
+def predict_texts_command(ctx: typer.Context, model: Path, texts: list[str], file: Path | None,
+                          top_k: int, json_path: Path | None, force: bool) -> None:
+    """``edgessl predict TEXT_MODEL "a text" ... [--file lines.txt]``."""
+    from edgessl.io import check_outputs, dumps_json, write_json
+    from edgessl.text.workflow import predict_texts, read_lines, refuse_image_flags
+
+    refuse_image_flags(flags_given(ctx, IMAGE_ONLY), f"model '{model}'")
+    check_outputs({"--json": json_path}, {"MODEL": model, "--file": file}, force=force)
+    texts = list(texts) + (read_lines(file) if file is not None else [])
+    runtime, found = predict_texts(model, texts, top_k)
+    if json_path is None:
+        for p in found:
+            echo(f"{p['text']}  " + "  ".join(f"{label} {score:.3f}"
+                                              for label, score in p["top_k"]))
+        return
+    data = {"model": str(model), "runtime": runtime, "predictions": found}
+    if str(json_path) == "-":
+        echo(dumps_json(data, "predictions").rstrip("\n"))
+    else:
+        echo(f"wrote {write_json(json_path, data, force=force)} ({len(found)} texts)")

@@ -36,8 +36,8 @@ VENDORED = (
     "io.py", "interrupt.py",
     "devices/__init__.py", "devices/profile.py", "devices/host.py",
     "data/__init__.py", "data/images.py", "data/preprocess.py", "data/labeled.py",
-    "registry.py", "runtimes/__init__.py", "runtimes/base.py", "runtime_specs.py",
-    "runtime/__init__.py", "runtime/model.py", "runtime/measure.py", "runtime/runner.py",
+    "registry.py", "backends/__init__.py", "backends/base.py", "runtime_specs.py",
+    "runtime/__init__.py", "runtime/model.py", "runtime/measure.py", "runtime/bundle_cli.py",
     "runtime/bench.py", "runtime/accuracy.py", "runtime/result.py",
 )
 # Each runtime's own module, as a file under the package (its path from the runtime table).
@@ -176,7 +176,7 @@ def build_bundle(model: str | Path, config: DeployConfig) -> BundleResult:
         baseline = _baseline(tmp, models, data, profile, config) if config.baseline else None
         _write_files(tmp, bundle, runtime, profile_file(config.profile), baseline)
     if archive is not None:
-        _archive(out, archive, config.force)
+        write_archive(out, archive, config.force)
     return BundleResult(out, archive, bundle)
 
 
@@ -349,8 +349,8 @@ def _smoke(tmp: Path, models: list[dict], data: Path | None, per_class: int) -> 
 def _baseline(tmp: Path, models: list[dict], data: Path | None, profile,
               config: DeployConfig) -> dict:
     """The host's ``edgessl benchmark`` of each artifact (on the host CPU)."""
+    from edgessl.benchmark.host import BenchmarkConfig, benchmark_models
     from edgessl.benchmark.report import host_stamp
-    from edgessl.benchmark.run import BenchmarkConfig, benchmark_models
 
     bench = BenchmarkConfig(warmup=config.warmup, iterations=config.iterations,
                             batch_size=profile.batch_sizes[0],
@@ -366,14 +366,9 @@ def _baseline(tmp: Path, models: list[dict], data: Path | None, profile,
 
 def _write_files(tmp: Path, bundle: dict, runtime: str, profile_path: Path,
                  baseline: dict | None) -> None:
-    import edgessl
     from edgessl.io import write_json
 
-    package = Path(edgessl.__file__).parent
-    for rel in (*VENDORED, RUNTIME_MODULE[runtime]):
-        target = tmp / "lib" / "edgessl" / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(package / rel, target)
+    copy_package_files(tmp / "lib" / "edgessl", (*VENDORED, RUNTIME_MODULE[runtime]))
     shutil.copy2(TEMPLATES / "run.py", tmp / "run.py")
     shutil.copy2(profile_path, tmp / "profile.toml")
     (tmp / "requirements.txt").write_text("\n".join(bundle["requirements"]) + "\n")
@@ -381,6 +376,18 @@ def _write_files(tmp: Path, bundle: dict, runtime: str, profile_path: Path,
         write_json(tmp / "baseline.json", baseline)
     write_json(tmp / "bundle.json", bundle)
     (tmp / "README.md").write_text(_readme(bundle, baseline), encoding="utf-8")
+
+
+def copy_package_files(dest: Path, files) -> None:
+    """Copy ``files`` (paths relative to the edgessl package) under ``dest``: the light part
+    of edgessl a bundle carries."""
+    import edgessl
+
+    package = Path(edgessl.__file__).parent
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(package / rel, target)
 
 
 def _readme(bundle: dict, baseline: dict | None) -> str:
@@ -412,7 +419,8 @@ def _runtime_needs(runtime: str) -> str:
             "C++/Java library instead: no Python at all).")
 
 
-def _archive(folder: Path, archive: Path, force: bool) -> None:
+def write_archive(folder: Path, archive: Path, force: bool) -> None:
+    """``folder`` as ``archive`` (.tar.gz), written atomically."""
     import tarfile
 
     from edgessl.io import atomic_file

@@ -224,14 +224,14 @@ def _sidecar(path: Path) -> dict:
     """The metadata as embedded in the artifact (read back through its runtime's reader)."""
     import json
 
-    from edgessl.runtimes.registry import load_any
+    from edgessl.backends.registry import load_any
 
     return json.loads(load_any(path).meta.to_json())
 
 
 def _report(written, module, card, config: ExportConfig, fmt, checkpoint: Path, meta) -> dict:
+    from edgessl.backends.registry import RUNTIMES
     from edgessl.export.validate import validate_artifact
-    from edgessl.runtimes.registry import RUNTIMES
 
     loaded = RUNTIMES.get(fmt.runtime).load(written.path)
     checked = validate_artifact(loaded, module, card, config.data, meta.task)

@@ -19,8 +19,8 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
+from edgessl.backends.executorch_rt import INSTALL_HINT, executorch_version
 from edgessl.errors import DeviceUnavailableError, EdgesslError
-from edgessl.runtimes.executorch_rt import INSTALL_HINT, executorch_version
 
 if TYPE_CHECKING:
     from edgessl.export.request import ExportOutput, ExportRequest

@@ -1,8 +1,8 @@
 """Benchmark one loaded model: every figure edgessl reports, measured one way.
 
 ``measure`` is the one measurement path. The host's ``edgessl benchmark``
-(``edgessl.benchmark.run``: many models, profiles, tables) and a deploy bundle's
-``run.py benchmark`` (``edgessl.runtime.runner``, on the device) both call it, so the host and
+(``edgessl.benchmark.host``: many models, profiles, tables) and a deploy bundle's
+``run.py benchmark`` (``edgessl.runtime.bundle_cli``, on the device) both call it, so the host and
 a device give the same figures for the same artifact: size, first inference, latency
 percentiles, end to end, async throughput, the batch sweep, top-1 and memory. Imports numpy
 and the light runtime modules only (this module travels in deploy bundles).
@@ -118,7 +118,7 @@ def measure(model, config: MeasureConfig, target: Target, sources: Sequence | No
 
     Args:
         model: a loaded runtime model (``path``, ``meta``, ``execution``, ``load_seconds``,
-            ``run``), as ``edgessl.runtimes`` loaders return it (``DeployedModel.loaded``).
+            ``run``), as ``edgessl.backends`` loaders return it (``DeployedModel.loaded``).
         config: what to time.
         target: how it was loaded (see Target).
         sources: image files to time, repeated to fill a batch; None = seeded noise (and noise

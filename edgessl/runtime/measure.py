@@ -108,8 +108,9 @@ def async_throughput(model, batch: np.ndarray, runs: int, requests: int = 0,
             logical cores for threads.
         hint, streams: OpenVINO's performance hint and streams (0 = chosen by the hint).
     """
-    if hasattr(model, "compile_for_throughput"):
-        return _openvino_async(model, batch, runs, requests, hint, streams)
+    prepared = model.compile_for_throughput(hint, streams)
+    if prepared is not None:
+        return _async_queue(prepared, batch, runs, requests, hint)
     workers = requests or _logical_cores()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(lambda _: model.run(batch), range(workers)))
@@ -123,10 +124,11 @@ def async_throughput(model, batch: np.ndarray, runs: int, requests: int = 0,
                       throughput_ips=runs * len(batch) / seconds)
 
 
-def _openvino_async(model, batch, runs, requests, hint, streams) -> AsyncStats:
+def _async_queue(prepared: tuple, batch, runs, requests, hint) -> AsyncStats:
+    """Throughput from OpenVINO's AsyncInferQueue on a model compiled for throughput."""
     import openvino as ov
 
-    compiled, settings = model.compile_for_throughput(hint, streams)
+    compiled, settings = prepared
     jobs = requests or int(settings.get("OPTIMAL_NUMBER_OF_INFER_REQUESTS", 1) or 1)
     queue = ov.AsyncInferQueue(compiled, jobs)
     x = np.ascontiguousarray(batch)  # float32, or uint8 pixels for embedded preprocessing

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ class TextSet:
     val: tuple[TextSample, ...]
     split_by: str
     truncated: int = 0
+    val_fraction: float | None = None  # of a seeded split; None when the data had val/
 
     def labels_per_class(self, k: int | None, seed: int = 0) -> list[TextSample]:
         """``k`` training examples of each class (stratified, seeded); all when ``k`` is None.
@@ -93,7 +95,8 @@ class TextSet:
         """What a model card records about the data."""
         return {"path": str(self.root), "fingerprint": self.fingerprint(),
                 "classes": len(self.classes), "train": len(self.train), "val": len(self.val),
-                "split_by": self.split_by, "truncated": self.truncated}
+                "split_by": self.split_by, "val_fraction": self.val_fraction,
+                "truncated": self.truncated}
 
 
 def decode_utf8(data: bytes, where: Path) -> str:
@@ -236,6 +239,39 @@ def _split(samples: list[TextSample], classes: list[str], val_fraction: float, s
     return stratified_split(samples, val_fraction, seed)
 
 
+def is_text_set(path: str | Path) -> bool:
+    """True when ``path`` is a labeled text set, False when it is an image folder (or not a
+    folder or table at all: the image pipeline then says what is wrong, as before).
+
+    A ``.csv`` / ``.jsonl`` file is text. A folder is text when its tree holds ``.txt`` files
+    and no images, images when it holds images and no ``.txt`` files (hidden files and other
+    files such as a README are ignored).
+
+    Raises:
+        DataError: a folder holding both (ambiguous), or neither (empty).
+    """
+    from edgessl.data.images import is_image_name
+
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        return path.suffix.lower() in TABLE_SUFFIXES
+    texts = images = 0
+    for _, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        texts += sum(f.endswith(TEXT_SUFFIX) and not f.startswith(".") for f in files)
+        images += sum(is_image_name(f) for f in files)
+        if texts and images:
+            raise DataError(f"'{printable(path)}' holds both .txt files and images, so it is "
+                            "neither a text set nor an image set; keep one kind per folder")
+    if not texts and not images:
+        what = "holds no images and no .txt files" if _class_dirs(path) else \
+            "has no class subfolders"
+        raise DataError(f"'{printable(path)}' {what}; give one subfolder per class of images "
+                        "or of .txt files (one example per line), or a .csv/.jsonl file with "
+                        "text and label columns")
+    return bool(texts)
+
+
 def load_text_set(path: str | Path, val_fraction: float = 0.2, seed: int = 0) -> TextSet:
     """Read a labeled text set (see the module docstring for the formats) and split it.
 
@@ -268,4 +304,5 @@ def load_text_set(path: str | Path, val_fraction: float = 0.2, seed: int = 0) ->
         return TextSet(path, tuple(classes), tuple(train), tuple(val), "folders", cut + val_cut)
     classes, samples, cut = read_examples(path)
     train, val = _split(samples, classes, val_fraction, seed)
-    return TextSet(path, tuple(classes), tuple(train), tuple(val), "seeded split", cut)
+    return TextSet(path, tuple(classes), tuple(train), tuple(val), "seeded split", cut,
+                   val_fraction)

@@ -405,3 +405,29 @@ def pad_id(tokenizer, config) -> int:
         if isinstance(candidate, int) and 0 <= candidate < config.vocab_size:
             return candidate
     return 0
+
+
+@dataclass(frozen=True)
+class TextStartInfo:
+    """A text start as ``edgessl backbones`` lists it."""
+
+    name: str
+    distribution: str
+    version: str | None
+    installed: bool
+    licence: str
+    trained_on: str
+    max_length: int
+    default: bool
+
+
+def describe_text_starts() -> list[TextStartInfo]:
+    """Every registered text start and whether it is installed (nothing is loaded)."""
+    found = []
+    for name, start in TEXT_STARTS.items():
+        installed = importlib.util.find_spec(start.package) is not None
+        found.append(TextStartInfo(name, start.distribution,
+                                   start.version() if installed else None, installed,
+                                   start.licence, start.trained_on, start.max_length,
+                                   name == DEFAULT_TEXT_START))
+    return found

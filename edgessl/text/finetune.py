@@ -1,4 +1,4 @@
-"""Few-label text classifiers: a linear probe on frozen embeddings, or full fine-tuning.
+"""Few-label text classifiers: a linear probe, SetFit, or full fine-tuning (``MODES``).
 
 - ``probe``: the encoder stays frozen; its pooled embeddings are standardised and an
   L2-regularised logistic regression is solved to convergence, with C chosen by stratified
@@ -11,6 +11,12 @@
   would otherwise pull the pretrained features apart before the head is any good, which
   matters most with a handful of labels. Training stops early at ``max_steps`` or
   ``max_seconds`` (a CPU budget); the card says when such a cap cut it short.
+- ``setfit``: SetFit-style contrastive fine-tuning of the encoder's top layers on pairs of
+  the labeled sentences (``edgessl.text.setfit``, capped by ``pairs`` and the same
+  ``max_steps`` / ``max_seconds``), then the probe's logistic regression on the new
+  embeddings.
+
+``MODES`` is the registry of these modes; the CLI takes its choices from it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from edgessl.text.data import TextSample, TextSet
 from edgessl.text.encoders import DEFAULT_TEXT_START, LoadedEncoder, load_encoder
 from edgessl.text.model import CARD_FORMAT, TextClassifier, choose_length, save_text_classifier
 from edgessl.text.runtime import MAX_SEQUENCE
+from edgessl.text.setfit import contrastive_tune
 
 log = logging.getLogger("edgessl")
 
@@ -46,7 +53,7 @@ class TextFinetuneConfig:
 
     Attributes:
         encoder: a text start (``all-minilm-l6-v2``) or a local Hugging Face folder.
-        mode: "probe" or "full" (see the module docstring).
+        mode: "probe", "setfit" or "full" (see the module docstring; ``MODES``).
         labels_per_class: K labeled examples of each class (stratified, seeded); None = all.
         seed: seeds the label subset, the head and the training order.
         max_length: L in tokens; None = the longest training-split text, rounded up to 8, at
@@ -55,7 +62,13 @@ class TextFinetuneConfig:
         epochs, batch_size, lr, head_lr, weight_decay: full fine-tuning's AdamW. The
             defaults (20 epochs, 5e-5 for the encoder, as in BERT's own recipes, 1e-3 for the
             head) take about 30 s for 80 short texts with MiniLM on 2 CPU cores.
-        max_steps, max_seconds: caps on full fine-tuning (None = none).
+        max_steps, max_seconds: caps on full and SetFit fine-tuning (None = none).
+        pairs: SetFit's cap on sentence pairs trained on (a CPU budget: 256 pairs take
+            about a minute with MiniLM on 2 cores).
+        pair_iterations: SetFit's rounds of pair sampling (each gives every sentence one
+            positive and one negative partner; SetFit's default 20).
+        top_layers: SetFit trains this many transformer layers from the top (0 = all).
+        pair_lr: SetFit's AdamW learning rate (batches of ``batch_size`` pairs).
     """
 
     encoder: str = DEFAULT_TEXT_START
@@ -71,6 +84,10 @@ class TextFinetuneConfig:
     weight_decay: Annotated[float, Range(ge=0, le=1)] = 0.01
     max_steps: Annotated[int | None, Range(ge=1, le=10**9)] = None
     max_seconds: Annotated[float | None, Range(gt=0, note="seconds")] = 600.0
+    pairs: Annotated[int, Range(ge=1, le=10**7)] = 256
+    pair_iterations: Annotated[int, Range(ge=1, le=10_000)] = 20
+    top_layers: Annotated[int, Range(ge=0, le=1000, note="0 = all")] = 2
+    pair_lr: Annotated[float, Range(gt=0, le=MAX_LR)] = 1e-4
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -166,10 +183,24 @@ def fit_full(model: TextClassifier, samples: list[TextSample], cfg: TextFinetune
             "final_loss": loss}
 
 
+def fit_setfit(model: TextClassifier, samples: list[TextSample],
+               cfg: TextFinetuneConfig) -> dict:
+    """SetFit: contrastive fine-tuning on sentence pairs, then the probe on new embeddings.
+
+    Returns:
+        What the card records: the pair training's report (``edgessl.text.setfit``) and
+        the probe's C and training loss.
+    """
+    tuned = contrastive_tune(model, samples, cfg)
+    return {**tuned, **fit_probe(model, samples, cfg)}
+
+
 MODES: Registry[Callable[[TextClassifier, list, TextFinetuneConfig], dict]] = Registry(
     "text fine-tune mode")
 MODES.register("probe", fit_probe)
 MODES.register("full", fit_full)
+MODES.register("setfit", fit_setfit)
+TEXT_MODES = MODES  # the name the CLI imports
 
 
 def evaluate_text(model: TextClassifier, samples) -> dict:

@@ -1,14 +1,18 @@
-"""Torch-free text classification: ``tokenizer.json`` + an ONNX model -> labels, probabilities.
+"""Torch-free text classification: ``tokenizer.json`` + an ONNX or OpenVINO model -> labels.
 
-An exported text model is a folder (``edgessl.text.export``)::
+An exported text model is a folder (``edgessl.text.export``, ``edgessl.text.export_openvino``)::
 
     model.onnx        inputs input_ids, attention_mask int64 [1, L] -> logits [1, C]
+      or model.xml + model.bin (OpenVINO IR, the same inputs and output)
     tokenizer.json    the encoder's tokenizer (Hugging Face ``tokenizers`` format)
-    text_model.json   labels, L, the pad id, pooling, the encoder's record, validation
+    text_model.json   labels, L, the pad id, pooling, model_file, the encoder's record,
+                      validation
 
-This module needs only numpy, ``tokenizers`` and ``onnxruntime`` (never torch or
-transformers), so a device or bundle classifies raw strings with a few MB of wheels.
-``encode_texts`` is also what training and export use, so all three tokenise identically.
+The sidecar's ``model_file`` names the model; its suffix picks the runtime that runs it
+(``RUNTIMES``: ``.onnx`` -> ONNX Runtime, ``.xml`` -> OpenVINO). This module needs only numpy,
+``tokenizers`` and that runtime (never torch or transformers), so a device or bundle
+classifies raw strings with a few MB of wheels. ``encode_texts`` is also what training and
+export use, so all three tokenise identically.
 """
 
 from __future__ import annotations
@@ -21,13 +25,20 @@ import numpy as np
 
 from edgessl.errors import CheckpointError, DataError, printable
 from edgessl.limits import MAX_CLASSES, MAX_LABEL_CHARS
+from edgessl.registry import Registry
 
 SIDECAR_FILE = "text_model.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+# The sidecar's schema; first written for ONNX only, it describes an OpenVINO folder as well
+# (``model_file`` says which), so its name stays as published.
 SIDECAR_FORMAT = "edgessl-text-onnx/1"
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
+# Sentences to check or time a model on when no labeled text is given.
+SAMPLE_TEXTS = ("How do I reset my password?", "What is the capital of France?",
+                "I love this!", "Tell me a joke about computers.")
+MAX_LINES_FILE_BYTES = 64 * 2**20  # a --file of texts to classify, read whole
 MAX_SEQUENCE = 8192  # longer than any encoder edgessl loads (512 for BERT, 1024 for GPT-2)
 
 
@@ -94,41 +105,110 @@ def read_sidecar(folder: Path) -> dict:
     return meta
 
 
+class OnnxRuntimeModel:
+    """``model.onnx`` on ONNX Runtime's CPU provider."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, model: Path, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        from edgessl.safety import check_onnx_external_data
+
+        check_onnx_external_data(model)
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self.session = ort.InferenceSession(str(model), options,
+                                            providers=["CPUExecutionProvider"])
+        self.provider = self.session.get_providers()[0]
+
+    def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session.run([OUTPUT_NAME], {INPUT_NAMES[0]: ids, INPUT_NAMES[1]: mask})[0]
+
+
+class OpenVinoModel:
+    """``model.xml`` (+ ``model.bin``) on OpenVINO's CPU plugin, latency hint.
+
+    Float parts run in f32: on a CPU with bf16 or fp16 units OpenVINO would otherwise run an
+    f32 (or fp16-compressed) IR in lower precision, and its outputs would drift from the
+    validated ones. INT8 parts of an INT8 IR run in int8 whatever the hint.
+    """
+
+    runtime = "openvino"
+
+    def __init__(self, model: Path, threads: int | None) -> None:
+        import openvino as ov
+
+        if not model.with_suffix(".bin").is_file():
+            raise CheckpointError(f"'{printable(model)}' has no {model.stem}.bin beside it; "
+                                  "export the model again")
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = threads
+        core = ov.Core()
+        self.compiled = core.compile_model(str(model), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.provider = f"OpenVINO CPU: {core.get_property('CPU', 'FULL_DEVICE_NAME')}"
+
+    def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = self.request.infer({INPUT_NAMES[0]: ids, INPUT_NAMES[1]: mask})
+        return np.asarray(out[self.compiled.output(OUTPUT_NAME)])
+
+
+# Model file suffix -> the runtime that runs it (imported when a model is loaded).
+RUNTIMES: Registry[type] = Registry("text model file type")
+RUNTIMES.register(".onnx", OnnxRuntimeModel)
+RUNTIMES.register(".xml", OpenVinoModel)
+
+
+def model_file(folder: Path, meta: dict) -> Path:
+    """The sidecar's ``model_file`` (a plain name in the folder, of a known type), checked.
+
+    Raises:
+        CheckpointError: a path outside the folder, an unknown type, or a missing file.
+    """
+    name = meta.get("model_file", MODEL_FILE)
+    if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+        raise CheckpointError(f"'{printable(folder / SIDECAR_FILE)}' names model file "
+                              f"'{printable(name)}', which is not a file name in its folder; "
+                              "export the model again")
+    if Path(name).suffix not in RUNTIMES:
+        raise CheckpointError(f"'{printable(folder / SIDECAR_FILE)}' names model file "
+                              f"'{printable(name)}'; text models run as "
+                              f"{' or '.join(RUNTIMES.names())} files")
+    return folder / name
+
+
 class TextPredictor:
     """Classifies raw strings with an exported text model folder, without torch.
 
     Args:
-        folder: the export folder (``model.onnx``, ``tokenizer.json``, ``text_model.json``).
-        threads: ONNX Runtime intra-op threads; None = its default.
+        folder: the export folder (``model.onnx`` or ``model.xml``, ``tokenizer.json``,
+            ``text_model.json``).
+        threads: the runtime's inference threads; None = its default.
     """
 
     def __init__(self, folder: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
-
-        from edgessl.safety import check_onnx_external_data
 
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise CheckpointError(f"text model '{printable(folder)}' is not a folder; give "
                                   "the folder edgessl exported")
         self.meta = read_sidecar(folder)
-        model = folder / MODEL_FILE
+        model = model_file(folder, self.meta)
         for needed in (model, folder / TOKENIZER_FILE):
             if not needed.is_file():
                 raise CheckpointError(f"'{printable(folder)}' has no {needed.name}; export "
                                       "the model again")
-        check_onnx_external_data(model)
         try:
             self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         except Exception as exc:  # noqa: BLE001 - the Rust library raises plain Exception
             raise CheckpointError(f"'{printable(folder / TOKENIZER_FILE)}' is not a tokenizer "
                                   f"file ({str(exc)[:200]})") from None
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        self.session = ort.InferenceSession(str(model), options,
-                                            providers=["CPUExecutionProvider"])
+        self.model = RUNTIMES.get(model.suffix)(model, threads)
+        self.runtime: str = self.model.runtime
         self.labels: tuple[str, ...] = tuple(self.meta["labels"])
         self.max_length: int = self.meta["max_length"]
         self.pad_id: int = self.meta["pad_id"]
@@ -138,8 +218,7 @@ class TextPredictor:
         if not isinstance(text, str):
             raise DataError(f"a text model classifies strings, got {type(text).__name__}")
         ids, mask = encode_texts(self.tokenizer, [text], self.max_length, self.pad_id)
-        return self.session.run([OUTPUT_NAME], {INPUT_NAMES[0]: ids,
-                                                INPUT_NAMES[1]: mask})[0][0]
+        return self.model.run(ids, mask)[0]
 
     def predict(self, texts: list[str] | str) -> list[TextPrediction]:
         """The class of each text (one at a time: the model's batch is fixed at 1)."""
@@ -150,3 +229,48 @@ class TextPredictor:
             index = int(np.argmax(probs))
             found.append(TextPrediction(self.labels[index], index, probs))
         return found
+
+    def top_k(self, texts: list[str], k: int = 1) -> list[dict]:
+        """Per text ``{"text", "top_k": [[label, probability], ...]}``, most likely first."""
+        found = []
+        for text, p in zip(texts, self.predict(texts), strict=True):
+            order = p.probabilities.argsort()[::-1][:k]
+            found.append({"text": text, "top_k": [[self.labels[i], float(p.probabilities[i])]
+                                                  for i in order]})
+        return found
+
+
+def read_text_lines(file: str | Path, flag: str = "--file") -> list[str]:
+    """The non-blank lines of a UTF-8 text file, stripped (the texts of ``--file``).
+
+    Raises:
+        DataError: missing, unreadable, too large, not UTF-8, or no non-blank line.
+    """
+    from edgessl.errors import file_problem
+
+    file = Path(file).expanduser()
+    problem = file_problem(file)
+    if problem is not None and problem != "is empty":
+        raise DataError(f"{flag} '{printable(file)}' {problem}")
+    try:
+        if file.stat().st_size > MAX_LINES_FILE_BYTES:
+            raise DataError(f"{flag} '{printable(file)}' is over "
+                            f"{MAX_LINES_FILE_BYTES // 2**20} MiB; split it into smaller files")
+        data = file.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {flag} '{printable(file)}': {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{flag} '{printable(file)}' line {line} is not UTF-8 text; save it "
+                        "as UTF-8") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise DataError(f"{flag} '{printable(file)}' has no text; write one text per line")
+    return lines
+
+
+def is_text_model(path: str | Path) -> bool:
+    """True when ``path`` is an exported text model folder (it holds ``text_model.json``)."""
+    return Path(path).is_dir() and (Path(path) / SIDECAR_FILE).is_file()

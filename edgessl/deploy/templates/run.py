@@ -11,7 +11,7 @@ HERE = Path(__file__).resolve().parent
 # The bundle carries its own copy of edgessl's light runtime; it wins over any installed edgessl.
 sys.path.insert(0, str(HERE / "lib"))
 
-from edgessl.runtime.runner import main  # noqa: E402
+from edgessl.runtime.bundle_cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(bundle_dir=HERE))

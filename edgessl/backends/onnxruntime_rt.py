@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.artifact import META_KEY, ArtifactMeta
+from edgessl.backends.base import ExecutionInfo
 from edgessl.errors import CheckpointError, DeviceUnavailableError
-from edgessl.runtimes.base import ExecutionInfo
 
 # Device names users type -> the ONNX Runtime provider that serves them.
 DEVICE_PROVIDERS = {
@@ -89,6 +89,10 @@ class OnnxRuntimeModel:
         # What ran, for reports: every provider of the session, and the thread settings.
         self.session_providers: tuple[str, ...] = tuple(session.get_providers())
         self.settings: dict = {}
+
+    def compile_for_throughput(self, hint: str = "THROUGHPUT", streams: int = 0) -> None:
+        """None: concurrent batches run from threads (see ``LoadedModel``)."""
+        return None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch float32 [N, 3, S, S] (normalised), or uint8 [N, S, S, 3] for artifacts

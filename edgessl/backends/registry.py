@@ -6,10 +6,10 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from edgessl.backends.base import LoadedModel
 from edgessl.errors import CheckpointError
 from edgessl.registry import Registry
 from edgessl.runtime_specs import RUNTIME_SPECS
-from edgessl.runtimes.base import LoadedModel
 
 RUNTIMES = Registry("runtime")
 for _name, _spec in RUNTIME_SPECS.items():

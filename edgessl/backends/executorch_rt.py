@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.artifact import ArtifactMeta
+from edgessl.backends.base import ExecutionInfo
 from edgessl.errors import CheckpointError, DeviceUnavailableError
 from edgessl.runtime_specs import RUNTIME_SPECS
-from edgessl.runtimes.base import ExecutionInfo
 
 INSTALL_HINT = "pip install 'edgessl[executorch]' (or pip install executorch)"
 DEVICES = RUNTIME_SPECS.get("executorch").devices
@@ -83,6 +83,10 @@ class ExecuTorchModel:
         self._method = method
         self.settings: dict = {"backend": execution.provider,
                                "threads": "XNNPACK default (all cores)"}
+
+    def compile_for_throughput(self, hint: str = "THROUGHPUT", streams: int = 0) -> None:
+        """None: concurrent batches run from threads (see ``LoadedModel``)."""
+        return None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch (the exported batch size; see ``meta.fixed_batch``)."""

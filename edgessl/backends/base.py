@@ -37,3 +37,10 @@ class LoadedModel(Protocol):
     load_seconds: float
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def compile_for_throughput(self, hint: str = "THROUGHPUT", streams: int = 0
+                               ) -> tuple | None:
+        """Prepare for asynchronous throughput: (a compiled model for an async request queue,
+        its settings), or None when the backend runs concurrent batches from threads instead
+        (ONNX Runtime, PyTorch and ExecuTorch release the GIL while computing)."""
+        ...

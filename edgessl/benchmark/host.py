@@ -121,7 +121,7 @@ def load_for_target(path: str | Path, config: BenchmarkConfig, profile=None,
     ``batch`` fixes the input batch for static-shape targets. A PyTorch model gets a
     ``settings`` attribute with its thread count (the other runtimes report their own).
     """
-    from edgessl.runtimes.registry import RUNTIMES, load_any, runtime_name_for
+    from edgessl.backends.registry import RUNTIMES, load_any, runtime_name_for
 
     runtime = runtime_name_for(path)
     if runtime == "pytorch":
@@ -183,8 +183,8 @@ def _skipped(path, profile, runtime: str, reason: str) -> BenchmarkResult:
 def _run_target(path, config: BenchmarkConfig, splits, profile, host, several: bool
                 ) -> BenchmarkResult:
     """One (model, profile) pair: measured, or skipped with the reason when ``several``."""
+    from edgessl.backends.registry import runtime_name_for
     from edgessl.devices.availability import check_runtime
-    from edgessl.runtimes.registry import runtime_name_for
 
     runtime = runtime_name_for(path)
     status = check_runtime(profile, runtime, host)
@@ -223,7 +223,7 @@ def benchmark_models(models: Sequence[str | Path], config: BenchmarkConfig | Non
     config = config or BenchmarkConfig()
     if not models:
         raise ConfigError("no model to benchmark; pass one or more model paths")
-    from edgessl.runtimes.registry import load_any, runtime_name_for
+    from edgessl.backends.registry import load_any, runtime_name_for
 
     for m in models:  # fail on a bad path before measuring anything
         if not Path(m).exists():

@@ -273,7 +273,7 @@ def _execution(core, compiled):
     """ExecutionInfo from what the compiled model reports (devices, their names, precision)."""
     import openvino as ov
 
-    from edgessl.runtimes.base import ExecutionInfo
+    from edgessl.backends.base import ExecutionInfo
 
     devices = list(compiled.get_property("EXECUTION_DEVICES"))
     names = []

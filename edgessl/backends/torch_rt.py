@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.artifact import ArtifactMeta
+from edgessl.backends.base import ExecutionInfo
 from edgessl.checkpoint import CARD_FILE, ModelCard
 from edgessl.errors import DeviceUnavailableError, unknown_choice
 from edgessl.runtime_specs import RUNTIME_SPECS
-from edgessl.runtimes.base import ExecutionInfo
 
 DEVICES = RUNTIME_SPECS.get("pytorch").devices
 
@@ -94,6 +94,10 @@ class TorchModel:
         self.load_seconds = load_seconds
         self.module = module
         self._device = torch_device
+
+    def compile_for_throughput(self, hint: str = "THROUGHPUT", streams: int = 0) -> None:
+        """None: concurrent batches run from threads (see ``LoadedModel``)."""
+        return None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one float32 batch [N, 3, S, S]; returns float32 numpy [N, C] (or [N, D])."""

@@ -1,0 +1,303 @@
+"""The text steps as ``edgessl finetune / export / predict`` run them, for the one CLI.
+
+The CLI sees a path and asks this module whether it is text (``is_text_set``,
+``is_text_checkpoint``, ``is_text_model``); if so it hands the flags over here. Everything
+here is plain Python API, also used by ``edgessl.text.quickstart``:
+
+- ``finetune_text_set``: a labeled text set -> a saved text classifier folder;
+- ``export_text_checkpoint``: a text classifier folder -> a validated ONNX or OpenVINO folder
+  (``TEXT_FORMATS``), checked on the classifier's own val split;
+- ``predict_texts``: raw strings -> labels and probabilities, torch-free.
+
+Flags that only mean something for images are refused with text data, by name, before any
+work (``refuse_image_flags``); a flag is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgessl.errors import ConfigError, DataError, printable
+from edgessl.registry import Registry
+
+log = logging.getLogger("edgessl")
+
+# The image CLI's mode names for the text modes that do the same thing; every other text
+# mode (edgessl.text.finetune.MODES) is offered under its own name.
+MODE_ALIASES = {"linear": "probe"}
+
+
+def mode_choices() -> list[str]:
+    """The --mode values text data accepts: the aliases, then the other registered modes."""
+    from edgessl.text.finetune import MODES
+
+    aliased = set(MODE_ALIASES.values())
+    return [*MODE_ALIASES, *(m for m in MODES.names() if m not in aliased)]
+
+
+def text_mode(name: str | None) -> str:
+    """The text fine-tune mode for a --mode value (None = the linear probe).
+
+    Raises:
+        ConfigError: an unknown mode, with the choices and a did-you-mean hint.
+    """
+    from edgessl.errors import unknown_choice
+    from edgessl.text.finetune import MODES
+
+    if name is None:
+        return MODE_ALIASES["linear"]
+    mode = MODE_ALIASES.get(name, name)
+    if mode not in MODES:
+        raise unknown_choice("mode for text data", name, mode_choices())
+    return mode
+
+
+def refuse_image_flags(given: Iterable[str], what: str) -> None:
+    """Raise for the first image-only flag given with a text input ``what``.
+
+    Raises:
+        ConfigError: naming the flag and the input.
+    """
+    flag = next(iter(given), None)
+    if flag is not None:
+        raise ConfigError(f"{flag} applies to images, not to the text {what}; drop it "
+                          "(see --help for the options text uses)")
+
+
+def is_text_checkpoint(path: str | Path) -> bool:
+    """True when ``path`` is a text classifier folder (its card says so)."""
+    import json
+
+    from edgessl.text.model import CARD_FILE, CARD_FORMAT
+
+    try:
+        card = json.loads((Path(path) / CARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and card.get("format") == CARD_FORMAT
+
+
+@dataclass(frozen=True)
+class TextFinetuneRun:
+    """A text fine-tune as the CLI asks for it: the data, the settings and where to save."""
+
+    data: str
+    encoder: str | None = None
+    mode: str | None = None
+    labels_per_class: int | None = None
+    seed: int = 0
+    epochs: int | None = None
+    lr: float | None = None
+    probe_c: float | None = None
+    out: str | None = None
+    force: bool = False
+
+
+def default_finetune_out(encoder: str, mode: str, k: int | None) -> Path:
+    """``models/text-<encoder folder or start name>-<mode>-k<K|all>``."""
+    return Path("models") / f"text-{Path(encoder).name}-{mode}-k{k or 'all'}"
+
+
+def finetune_text_set(run: TextFinetuneRun):
+    """Load ``run.data``, fine-tune, save; returns (TextFinetuneResult, the folder saved).
+
+    The output is checked before any work (it exists without ``force``, or lies in an input).
+    """
+    from edgessl.io import check_outputs
+    from edgessl.text.data import load_text_set
+    from edgessl.text.encoders import DEFAULT_TEXT_START
+    from edgessl.text.finetune import TextFinetuneConfig, finetune_text
+
+    encoder = run.encoder or DEFAULT_TEXT_START
+    extra = {k: v for k, v in (("epochs", run.epochs), ("lr", run.lr)) if v is not None}
+    cfg = TextFinetuneConfig(encoder=encoder, mode=text_mode(run.mode),
+                             labels_per_class=run.labels_per_class, seed=run.seed,
+                             probe_c=run.probe_c, **extra)
+    out = Path(run.out) if run.out else default_finetune_out(encoder, cfg.mode,
+                                                             run.labels_per_class)
+    local = Path(encoder).expanduser()
+    check_outputs({"--out": out}, {"DATA": run.data,
+                                   "--backbone": local if local.exists() else None},
+                  force=run.force)
+    data = load_text_set(run.data, seed=run.seed)
+    result = finetune_text(cfg, data)
+    return result, result.save(out, force=run.force)
+
+
+@dataclass(frozen=True)
+class TextExportJob:
+    """What an exporter needs besides the model: where, how, and the texts to use."""
+
+    out: Path
+    precision: str
+    check_on: object  # a ValidationSet
+    train_texts: list[str] | None
+    card: dict
+    calib_size: int | None
+    force: bool
+
+
+def _export_openvino(model, job: TextExportJob):
+    from edgessl.text.export_openvino import CALIBRATION_SIZE, export_text_openvino
+
+    return export_text_openvino(model, job.out, job.precision, texts=job.check_on,
+                                calibration_texts=job.train_texts, card=job.card,
+                                force=job.force,
+                                calibration_size=job.calib_size or CALIBRATION_SIZE)
+
+
+def _export_onnx(model, job: TextExportJob):
+    from edgessl.text.export import export_text_onnx
+
+    if job.calib_size is not None:  # dynamic INT8 measures each input's range as it runs
+        raise ConfigError("--calib-size applies to OpenVINO int8 only; ONNX text INT8 is "
+                          "dynamic and needs no calibration: drop it")
+    return export_text_onnx(model, job.out, job.precision, texts=job.check_on,
+                            card=job.card, force=job.force)
+
+
+def _onnx_precisions():
+    from edgessl.text.export import PRECISIONS
+
+    return PRECISIONS
+
+
+def _openvino_precisions():
+    from edgessl.text.export_openvino import OV_PRECISIONS
+
+    return OV_PRECISIONS
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """An export format for text: its precisions (a Registry) and its exporter."""
+
+    precisions: Callable[[], Registry]
+    export: Callable
+
+
+TEXT_FORMATS: Registry[TextFormat] = Registry("text export format")
+TEXT_FORMATS.register("onnx", TextFormat(_onnx_precisions, _export_onnx))
+TEXT_FORMATS.register("openvino", TextFormat(_openvino_precisions, _export_openvino))
+
+
+def checkpoint_data(card: dict, data: str | Path | None):
+    """The labeled set to validate and calibrate on: ``data``, else the one the classifier
+    was trained on (re-split with its seed), or None (with a warning) when that is gone or
+    has changed since.
+
+    Raises:
+        DataError: ``data`` has other classes than the classifier.
+    """
+    from edgessl.text.data import load_text_set
+
+    seed = card.get("training", {}).get("config", {}).get("seed", 0)
+    if data is not None:
+        found = load_text_set(data, seed=seed)
+        if list(found.classes) != card["labels"]:
+            raise DataError(f"--data '{printable(data)}' has classes {list(found.classes)[:5]}, "
+                            f"the classifier {card['labels'][:5]}; give data with its classes")
+        return found
+    recorded = card.get("data") or {}
+    fraction = recorded.get("val_fraction")  # the split the classifier was trained with
+    try:
+        found = load_text_set(recorded["path"], seed=seed,
+                              **({"val_fraction": fraction} if fraction else {}))
+    except (KeyError, TypeError, DataError, ConfigError):  # gone, or a damaged card
+        found = None
+    if found is None or found.fingerprint() != recorded.get("fingerprint"):
+        log.warning("the classifier's training data (%s) is gone or has changed: validating "
+                    "on a few fixed sentences only; pass --data to validate on labeled text",
+                    recorded.get("path"))
+        return None
+    return found
+
+
+def export_text_checkpoint(checkpoint: str | Path, fmt: str, precision: str,
+                           out: str | Path | None = None, data: str | Path | None = None,
+                           calib_size: int | None = None, force: bool = False):
+    """Export a text classifier folder to ``out`` (default
+    ``export/<checkpoint>-<format>-<precision>``), validated on its val split (or ``data``'s)
+    and, for OpenVINO int8, calibrated on ``calib_size`` of its training texts.
+
+    Returns:
+        The TextExportResult.
+    """
+    from edgessl.io import check_outputs
+    from edgessl.text.export import ValidationSet
+    from edgessl.text.model import load_text_classifier
+
+    exporter = TEXT_FORMATS.get(fmt)
+    exporter.precisions().get(precision)  # before any work
+    checkpoint = Path(checkpoint)
+    out = Path(out) if out else Path("export") / f"{checkpoint.resolve().name}-{fmt}-{precision}"
+    check_outputs({"--out": out}, {"MODEL": checkpoint, "--data": data}, force=force)
+    model, card = load_text_classifier(checkpoint)
+    labeled = checkpoint_data(card, data)
+    if labeled is None:
+        check_on, train = ValidationSet(), None
+    else:
+        check_on = ValidationSet(tuple(t for t, _ in labeled.val),
+                                 tuple(y for _, y in labeled.val))
+        train = [t for t, _ in labeled.train]
+    return exporter.export(model, TextExportJob(out, precision, check_on, train, card, calib_size,
+                                         force))
+
+
+def read_lines(file: str | Path) -> list[str]:
+    """The non-blank lines of a UTF-8 file, stripped (``edgessl.text.runtime.read_text_lines``)."""
+    from edgessl.text.runtime import read_text_lines
+
+    return read_text_lines(file)
+
+
+def predict_texts(artifact: str | Path, texts: list[str], top_k: int = 1,
+                  threads: int | None = None) -> tuple[str, list[dict]]:
+    """Classify ``texts`` with an exported text model, torch-free.
+
+    Returns:
+        The runtime that ran it, and per text ``{"text", "top_k": [[label, probability]]}``.
+
+    Raises:
+        CheckpointError: ``artifact`` is not an exported text model.
+        ConfigError: no texts, or ``top_k`` below 1.
+    """
+    from edgessl.text.runtime import TextPredictor
+
+    if top_k < 1:
+        raise ConfigError(f"--top-k must be 1 or more, got {top_k}")
+    if not texts:
+        raise ConfigError("no text to classify; give texts after the model, or --file")
+    predictor = TextPredictor(artifact, threads=threads)
+    return predictor.runtime, predictor.top_k(texts, top_k)
+
+
+def benchmark_texts(models: list[Path], data: str | Path | None, runs: int = 100,
+                    warmup: int = 10, threads: int | None = None) -> list:
+    """``measure_text`` of each exported text model on ``data``'s val texts (scored), or on
+    a few fixed sentences (timed only) without ``data``.
+
+    Raises:
+        DataError: ``data`` has other classes than a model.
+    """
+    from edgessl.text.bench import measure_text
+    from edgessl.text.data import load_text_set
+    from edgessl.text.runtime import SAMPLE_TEXTS, read_sidecar
+
+    labeled = load_text_set(data) if data is not None else None
+    results = []
+    for model in models:
+        texts, labels = list(SAMPLE_TEXTS), None
+        if labeled is not None:
+            classes = read_sidecar(Path(model))["labels"]
+            if list(labeled.classes) != classes:
+                raise DataError(f"--data '{printable(data)}' has classes "
+                                f"{list(labeled.classes)[:5]}, model '{printable(model)}' "
+                                f"{classes[:5]}; give data with the model's classes")
+            texts, labels = [t for t, _ in labeled.val], [y for _, y in labeled.val]
+        results.append(measure_text(model, texts, labels, runs=runs, warmup=warmup,
+                                    threads=threads))
+    return results
