@@ -157,3 +157,15 @@ def test_export_validates_on_the_split_the_classifier_was_trained_with(made, tmp
     folder = result.save(tmp_path / "clf")
     check = export_text_checkpoint(folder, "onnx", "fp32", out=tmp_path / "onnx").validation
     assert check["texts"] == len(data.val) and "top1_artifact" in check
+
+
+def test_a_text_bundle_for_an_accelerator_profile_says_it_runs_on_the_cpu(made, tmp_path,
+                                                                          caplog):
+    from edgessl.deploy.bundle import DeployConfig
+    from edgessl.text.bundle import build_text_bundle
+
+    with caplog.at_level("WARNING", logger="edgessl"):
+        result = build_text_bundle(made["exports"]["openvino", "fp32"], DeployConfig(
+            profile="intel-npu", out=str(tmp_path / "npu"), baseline=False, smoke_per_class=0))
+    assert result.bundle["device"] == "CPU" and result.bundle["runtime"] == "openvino"
+    assert any("run on the CPU" in r.getMessage() for r in caplog.records)

@@ -95,6 +95,9 @@ def build_text_bundle(model: str | Path, config: DeployConfig) -> BundleResult:
     runtime = choose_runtime(profile, config.runtime)
     if runtime not in TEXT_FORMAT_FOR_RUNTIME:
         raise unknown_choice("runtime for a text bundle", runtime, usable)
+    if profile.device.upper() != "CPU":
+        log.warning("profile '%s' targets %s, but text models run on the CPU in this version: "
+                    "the bundle's runtime compiles for CPU", profile.name, profile.device)
     model = Path(model)
     out = Path(config.out)
     archive = out.with_name(out.name + ".tar.gz") if config.archive else None
