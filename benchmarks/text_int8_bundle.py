@@ -13,8 +13,8 @@
 4. Builds a bundle per runtime (``edgessl deploy``), installs its requirements.txt into a
    fresh virtual environment, and times ``python run.py predict "<sentence>"`` from the
    shell: interpreter start, imports, loading the model and the first prediction
-   (``COLD_RUNS`` runs, median; the first run, which also fills the OS file cache, is kept
-   apart).
+   (``COLD_RUNS`` runs, median; the first run is kept apart: it fills the OS file cache and,
+   for OpenVINO, compiles the model into the bundle's ``.ov_cache`` that later runs load).
 
     python benchmarks/text_int8_bundle.py    # writes results/text_int8_bundle.{json,md}
 """

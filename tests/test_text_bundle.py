@@ -118,7 +118,7 @@ def test_deploy_a_text_classifier_runs_torch_free(made, tmp_path):
     lines, last, _ = _run_bundle(bundle, "predict", "i like the plum", "--top-k", "2")
     assert last == "HEAVY [] CODE 0" and lines[0].startswith("i like the plum\t")
     _, last, _ = _run_bundle(bundle, "smoke")
-    assert last == "HEAVY [] CODE 0"
+    assert last == "HEAVY [] CODE 0" and not (bundle / ".ov_cache").exists()  # ONNX: none
     lines, last, _ = _run_bundle(bundle, "benchmark", "--runs", "5", "--json", "-")
     assert last == "HEAVY [] CODE 0"
     found = json.loads("\n".join(lines))["results"]
@@ -141,6 +141,11 @@ def test_deploy_text_checks_before_work(made, tmp_path):
     meta = json.loads((tmp_path / "c" / "bundle.json").read_text())
     assert [m["name"] for m in meta["models"]] == ["openvino-fp32"]
     assert meta["smoke"]["texts"] and not (tmp_path / "c" / "baseline.json").exists()
+    # the first run compiles and caches; the second loads the cached blob and agrees
+    first, last, _ = _run_bundle(tmp_path / "c", "predict", "i like the plum")
+    assert last == "HEAVY [] CODE 0" and any((tmp_path / "c" / ".ov_cache").iterdir())
+    assert _run_bundle(tmp_path / "c", "predict", "i like the plum")[0] == first
+    assert not (made["root"] / "onnx-fp32" / ".ov_cache").exists()
 
 
 def test_export_validates_on_the_split_the_classifier_was_trained_with(made, tmp_path):

@@ -81,8 +81,8 @@ def _sizes(folder: Path, model_file: str) -> tuple[float, float]:
 
 
 def measure_text(folder: str | Path, texts: Sequence[str], labels: Sequence[int] | None = None,
-                 runs: int = 200, warmup: int = 10, threads: int | None = None
-                 ) -> TextBenchResult:
+                 runs: int = 200, warmup: int = 10, threads: int | None = None,
+                 cache_dir: str | Path | None = None) -> TextBenchResult:
     """Load ``folder`` and time ``runs`` sentences from ``texts`` (cycled) one at a time.
 
     Args:
@@ -90,6 +90,7 @@ def measure_text(folder: str | Path, texts: Sequence[str], labels: Sequence[int]
             ``warmup + runs``.
         labels: the class index of each text, or None; with them every text is scored once.
         threads: the runtime's inference threads; None = its default.
+        cache_dir: OpenVINO's compiled-model cache (``TextPredictor``); None = none.
 
     Raises:
         ConfigError: no texts, labels that do not match the texts or the model's classes,
@@ -106,7 +107,7 @@ def measure_text(folder: str | Path, texts: Sequence[str], labels: Sequence[int]
                           f"{MAX_TEXT_RUNS}, got {runs} and {warmup}")
     folder = Path(folder).expanduser()
     start = time.perf_counter()
-    predictor = TextPredictor(folder, threads=threads)
+    predictor = TextPredictor(folder, threads=threads, cache_dir=cache_dir)
     load_s = time.perf_counter() - start
     if labels is not None:
         labels = [int(y) for y in labels]

@@ -336,6 +336,8 @@ Default model: **{rec['model']}** ({rec['reason']}). `run.py predict` uses it un
 
 Nothing else is needed: no PyTorch, no transformers, no edgessl install. `lib/` holds the
 small part of edgessl that tokenizes (with the model's own `tokenizer.json`) and runs the model.
+An OpenVINO bundle keeps the models it compiled in `.ov_cache/` (when the folder is writable),
+so runs after the first load in about a third of the time; delete it after changing OpenVINO.
 """
 
 

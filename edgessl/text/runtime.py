@@ -110,7 +110,7 @@ class OnnxRuntimeModel:
 
     runtime = "onnxruntime"
 
-    def __init__(self, model: Path, threads: int | None) -> None:
+    def __init__(self, model: Path, threads: int | None, cache_dir: Path | None = None) -> None:
         import onnxruntime as ort
 
         from edgessl.safety import check_onnx_external_data
@@ -137,7 +137,7 @@ class OpenVinoModel:
 
     runtime = "openvino"
 
-    def __init__(self, model: Path, threads: int | None) -> None:
+    def __init__(self, model: Path, threads: int | None, cache_dir: Path | None = None) -> None:
         import openvino as ov
 
         if not model.with_suffix(".bin").is_file():
@@ -146,6 +146,8 @@ class OpenVinoModel:
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads
+        if cache_dir is not None:  # the compiled model is kept there: later loads skip compiling
+            config["CACHE_DIR"] = str(cache_dir)
         core = ov.Core()
         self.compiled = core.compile_model(str(model), "CPU", config)
         self.request = self.compiled.create_infer_request()
@@ -187,9 +189,13 @@ class TextPredictor:
         folder: the export folder (``model.onnx`` or ``model.xml``, ``tokenizer.json``,
             ``text_model.json``).
         threads: the runtime's inference threads; None = its default.
+        cache_dir: OpenVINO only: a folder where the compiled model is cached, so that later
+            loads skip compiling (0.6 s -> 0.2 s for MiniLM); None = no cache. A bundle's
+            ``run.py`` uses one; the host's commands do not write beside an export.
     """
 
-    def __init__(self, folder: str | Path, threads: int | None = None) -> None:
+    def __init__(self, folder: str | Path, threads: int | None = None,
+                 cache_dir: str | Path | None = None) -> None:
         from tokenizers import Tokenizer
 
         folder = Path(folder).expanduser()
@@ -207,7 +213,8 @@ class TextPredictor:
         except Exception as exc:  # noqa: BLE001 - the Rust library raises plain Exception
             raise CheckpointError(f"'{printable(folder / TOKENIZER_FILE)}' is not a tokenizer "
                                   f"file ({str(exc)[:200]})") from None
-        self.model = RUNTIMES.get(model.suffix)(model, threads)
+        self.model = RUNTIMES.get(model.suffix)(model, threads,
+                                                None if cache_dir is None else Path(cache_dir))
         self.runtime: str = self.model.runtime
         self.labels: tuple[str, ...] = tuple(self.meta["labels"])
         self.max_length: int = self.meta["max_length"]
