@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -135,11 +136,21 @@ def test_deploy_text_checks_before_work(made, tmp_path):
     line = one_line_error(invoke("deploy", made["clf"], "--precision", "fp8", "--out",
                                  tmp_path / "b"))
     assert "fp8" in line and not (tmp_path / "b").exists()
-    result = invoke("deploy", made["exports"]["openvino", "fp32"], "--runtime", "openvino",
+    export = tmp_path / "ov-export"  # an export folder that holds something else too
+    shutil.copytree(made["exports"]["openvino", "fp32"], export)
+    (export / "notes-with-a-password.txt").write_text("hunter2")
+    result = invoke("deploy", export, "--runtime", "openvino",
                     "--data", made["data"], "--out", tmp_path / "c", "--no-baseline")
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "c" / "bundle.json").read_text())
     assert [m["name"] for m in meta["models"]] == ["openvino-fp32"]
+    assert sorted(p.name for p in (tmp_path / "c" / "models" / "openvino-fp32").iterdir()) == [
+        "model.bin", "model.xml", "text_model.json", "tokenizer.json"]
+    (export / "tokenizer.json").rename(export / "real-tokenizer.json")
+    (export / "tokenizer.json").symlink_to(export / "real-tokenizer.json")
+    line = one_line_error(invoke("deploy", export, "--runtime", "openvino", "--out",
+                                 tmp_path / "d"))
+    assert "symbolic link" in line and not (tmp_path / "d").exists()
     assert meta["smoke"]["texts"] and not (tmp_path / "c" / "baseline.json").exists()
     # the first run compiles and caches; the second loads the cached blob and agrees
     first, last, _ = _run_bundle(tmp_path / "c", "predict", "i like the plum")

@@ -35,7 +35,7 @@ from edgessl.deploy.bundle import (
     requirements,
     write_archive,
 )
-from edgessl.errors import ConfigError, unknown_choice
+from edgessl.errors import CheckpointError, ConfigError, unknown_choice
 
 log = logging.getLogger("edgessl")
 
@@ -173,10 +173,28 @@ def _copy_export(folder: Path, runtime: str, config: DeployConfig, tmp: Path) ->
     name = f"{TEXT_FORMAT_FOR_RUNTIME[runtime]}-{meta.get('precision', 'fp32')}"
     dest = tmp / "models" / name
     dest.mkdir(parents=True)
-    for f in folder.iterdir():
-        if f.is_file() and not f.name.startswith("."):
-            shutil.copy2(f, dest / f.name)
+    for f in text_model_files(folder, file):  # what the model is, nothing else in the folder
+        shutil.copy2(f, dest / f.name)
     return _entry(name, dest, tmp)
+
+
+def text_model_files(folder: Path, model: Path) -> list[Path]:
+    """The files an exported text model consists of: the model (and its ``.bin`` or external
+    data), ``tokenizer.json`` and the sidecar. Any other file in the folder stays out of a
+    bundle, so a bundle carries nothing it was not meant to.
+
+    Raises:
+        CheckpointError: one of them is a symbolic link (it could name any file).
+    """
+    from edgessl.runtime_specs import artifact_files
+    from edgessl.text.runtime import SIDECAR_FILE, TOKENIZER_FILE
+
+    files = [*artifact_files(model), folder / TOKENIZER_FILE, folder / SIDECAR_FILE]
+    for f in files:
+        if f.is_symlink():
+            raise CheckpointError(f"'{f}' is a symbolic link; put the file itself in the "
+                                  "export folder")
+    return files
 
 
 def _precisions(profile, fmt: str, wanted: tuple[str, ...]) -> list[str]:
