@@ -480,6 +480,8 @@ KNOWN = {
                                              ("output", "same_as_input"), "--force"]),
     "NaN weights exported": ("export", [
         ("corrupt", "classifier", ("model.safetensors", ("nan",)))]),
+    "infinite weights exported (the exporter's rewrites warned)": ("export", [
+        "--calib-size", "8", ("corrupt", "classifier", ("model.safetensors", ("inf",)))]),
     "card without a field": ("deploy", [
         "--out", ("output", "fresh"),
         ("corrupt", "backbone", ("card.json", ("drop", ("backbone", "small_stem"))))]),

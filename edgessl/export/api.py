@@ -184,6 +184,7 @@ def export_model(checkpoint: str | Path, config: ExportConfig = ExportConfig()) 
         raise ConfigError("--max-drop needs class scores to measure top-1; export "
                           "--output logits or probabilities, or drop --max-drop")
     model, card = load_model(checkpoint)
+    require_finite_weights(model, checkpoint)  # before the exporter: it warns on NaN and inf
     module, task = export_module(model, card.kind, output, str(checkpoint))
     meta = _meta(card, checkpoint, fmt, config, output, task)
     with atomic_dir(out, force=config.force) as tmp:
@@ -196,6 +197,34 @@ def export_model(checkpoint: str | Path, config: ExportConfig = ExportConfig()) 
 
             check_max_drop(report, config.quant.max_drop)
     return ExportResult(out / written.path.name, {**report, "path": str(out / written.path.name)})
+
+
+def require_finite_weights(model, checkpoint: Path) -> None:
+    """Refuse a checkpoint whose weights or float buffers hold NaN or infinity, before any
+    export work (the exporter's graph rewrites would warn about them, and the artifact could
+    only be as broken).
+
+    Raises:
+        CheckpointError: naming how many values are bad and the first tensor holding one.
+    """
+    import torch
+
+    from edgessl.errors import CheckpointError, printable
+
+    bad, first = {"NaN": 0, "infinite": 0}, None
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if not t.is_floating_point():
+            continue
+        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+        bad["NaN"] += nan
+        bad["infinite"] += inf
+        if (nan or inf) and first is None:
+            first = name
+    if first is not None:
+        counts = ", ".join(f"{n} {kind}" for kind, n in bad.items() if n)
+        raise CheckpointError(f"checkpoint '{printable(checkpoint)}' has {counts} weight "
+                              f"values (first in '{first}'); the checkpoint is broken: fix or "
+                              "re-train it before exporting")
 
 
 def _request(module, meta, tmp: Path, card, config: ExportConfig, fmt):
