@@ -436,7 +436,7 @@ def test_signals_during_the_publishing_renames_wait(tmp_path):
 
 def test_the_bundle_runner_never_replaces_its_json_and_writes_strict_json(tmp_path, capsys):
     """The device-side runner (no edgessl.io there) keeps the same promises as the host."""
-    from edgessl.runtime.bundle_cli import _write_json, main
+    from edgessl.runtime.bundle_cli import main, write_output
 
     existing = tmp_path / "results.json"
     existing.write_text("keep")
@@ -445,7 +445,7 @@ def test_the_bundle_runner_never_replaces_its_json_and_writes_strict_json(tmp_pa
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "--force" in err and "\n" not in err
     assert existing.read_text() == "keep"
-    _write_json(str(tmp_path / "out.json"), {"top1": float("nan"), "p50": [1.0, float("inf")]},
+    write_output(str(tmp_path / "out.json"), {"top1": float("nan"), "p50": [1.0, float("inf")]},
                 force=False)
     assert json.loads((tmp_path / "out.json").read_text()) == {"top1": None, "p50": [1.0, None]}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from text_helpers import (
-    HIDDEN,
     toy_sentences,
     vocabulary,
     write_tiny_bert,
@@ -41,24 +40,7 @@ FAST = {"batch_size": 12, "lr": 1e-3, "log_every": 5}
 
 def write_tiny_mlm_bert(folder):
     """text_helpers' tiny BERT with a [MASK] token in its vocabulary (theirs has none)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel
-
-    vocab = {**vocabulary()}
-    vocab["[MASK]"] = len(vocab)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=HIDDEN, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                        pad_token_id=0)
-    BertModel(config).save_pretrained(folder)
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]),
-                                                 ("[SEP]", vocab["[SEP]"])])
-    tok.save(str(folder / "tokenizer.json"))
-    return folder
+    return write_tiny_bert(folder, extra_tokens=("[MASK]",))
 
 
 @pytest.fixture(scope="module")

@@ -39,10 +39,9 @@ def write_toy_folder(root: Path, per_class: int = 12) -> Path:
     return root
 
 
-def _wordpiece_tokenizer():
+def _wordpiece_tokenizer(vocab: dict[str, int]):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-    vocab = vocabulary()
     tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -61,18 +60,21 @@ def _wordlevel_tokenizer():
     return tok
 
 
-def write_tiny_bert(folder: Path, seed: int = 0) -> Path:
+def write_tiny_bert(folder: Path, seed: int = 0, extra_tokens: tuple[str, ...] = ()) -> Path:
     """A random 2-layer BertModel (with its pooler, which edgessl ignores) and a WordPiece
-    ``tokenizer.json``."""
+    ``tokenizer.json``; ``extra_tokens`` (e.g. "[MASK]") are added to the vocabulary."""
     import torch
     from transformers import BertConfig, BertModel
 
+    vocab = {**vocabulary()}
+    for token in extra_tokens:
+        vocab[token] = len(vocab)
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocabulary()), hidden_size=HIDDEN, num_hidden_layers=2,
+    config = BertConfig(vocab_size=len(vocab), hidden_size=HIDDEN, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
                         pad_token_id=0)
     BertModel(config).save_pretrained(folder)
-    _wordpiece_tokenizer().save(str(folder / "tokenizer.json"))
+    _wordpiece_tokenizer(vocab).save(str(folder / "tokenizer.json"))
     return folder
 
 

@@ -44,3 +44,11 @@ class LoadedModel(Protocol):
         its settings), or None when the backend runs concurrent batches from threads instead
         (ONNX Runtime, PyTorch and ExecuTorch release the GIL while computing)."""
         ...
+
+
+class ThreadedThroughput:
+    """For backends whose ``run`` releases the GIL (ONNX Runtime, PyTorch, ExecuTorch): they
+    have nothing to prepare for throughput; concurrent batches run from threads."""
+
+    def compile_for_throughput(self, hint: str = "THROUGHPUT", streams: int = 0) -> None:
+        return None

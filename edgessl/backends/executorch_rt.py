@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.artifact import ArtifactMeta
-from edgessl.backends.base import ExecutionInfo
+from edgessl.backends.base import ExecutionInfo, ThreadedThroughput
 from edgessl.errors import CheckpointError, DeviceUnavailableError
 from edgessl.runtime_specs import RUNTIME_SPECS
 
@@ -64,7 +64,7 @@ def executorch_version() -> str:
         return ""
 
 
-class ExecuTorchModel:
+class ExecuTorchModel(ThreadedThroughput):
     """A ``.pte`` program loaded in ExecuTorch: float32 [N, 3, S, S] -> float32 [N, C].
 
     Attributes:
@@ -83,10 +83,6 @@ class ExecuTorchModel:
         self._method = method
         self.settings: dict = {"backend": execution.provider,
                                "threads": "XNNPACK default (all cores)"}
-
-    def compile_for_throughput(self, hint: str = "THROUGHPUT", streams: int = 0) -> None:
-        """None: concurrent batches run from threads (see ``LoadedModel``)."""
-        return None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch (the exported batch size; see ``meta.fixed_batch``)."""

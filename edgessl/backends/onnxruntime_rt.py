@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.artifact import META_KEY, ArtifactMeta
-from edgessl.backends.base import ExecutionInfo
+from edgessl.backends.base import ExecutionInfo, ThreadedThroughput
 from edgessl.errors import CheckpointError, DeviceUnavailableError
 
 # Device names users type -> the ONNX Runtime provider that serves them.
@@ -68,7 +68,7 @@ def _device_of(provider: str) -> str:
     return provider.removesuffix("ExecutionProvider").upper()
 
 
-class OnnxRuntimeModel:
+class OnnxRuntimeModel(ThreadedThroughput):
     """An ONNX artifact in an ONNX Runtime session: float32 [N, 3, S, S] -> float32 [N, C].
 
     Attributes:
@@ -89,10 +89,6 @@ class OnnxRuntimeModel:
         # What ran, for reports: every provider of the session, and the thread settings.
         self.session_providers: tuple[str, ...] = tuple(session.get_providers())
         self.settings: dict = {}
-
-    def compile_for_throughput(self, hint: str = "THROUGHPUT", streams: int = 0) -> None:
-        """None: concurrent batches run from threads (see ``LoadedModel``)."""
-        return None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch float32 [N, 3, S, S] (normalised), or uint8 [N, S, S, 3] for artifacts

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.artifact import ArtifactMeta
-from edgessl.backends.base import ExecutionInfo
+from edgessl.backends.base import ExecutionInfo, ThreadedThroughput
 from edgessl.checkpoint import CARD_FILE, ModelCard
 from edgessl.errors import DeviceUnavailableError, unknown_choice
 from edgessl.runtime_specs import RUNTIME_SPECS
@@ -76,7 +76,7 @@ def _resolve_device(device: str):
     raise unknown_choice("PyTorch device", device, DEVICES)
 
 
-class TorchModel:
+class TorchModel(ThreadedThroughput):
     """A checkpoint loaded in PyTorch: float32 [N, 3, S, S] -> logits [N, C] or embeddings [N, D].
 
     Attributes:
@@ -94,10 +94,6 @@ class TorchModel:
         self.load_seconds = load_seconds
         self.module = module
         self._device = torch_device
-
-    def compile_for_throughput(self, hint: str = "THROUGHPUT", streams: int = 0) -> None:
-        """None: concurrent batches run from threads (see ``LoadedModel``)."""
-        return None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one float32 batch [N, 3, S, S]; returns float32 numpy [N, C] (or [N, D])."""

@@ -143,11 +143,12 @@ def predict_texts_command(ctx: typer.Context, model: Path, texts: list[str], fil
                           top_k: int, json_path: Path | None, force: bool) -> None:
     """``edgessl predict TEXT_MODEL "a text" ... [--file lines.txt]``."""
     from edgessl.io import check_outputs, dumps_json, write_json
-    from edgessl.text.workflow import predict_texts, read_lines, refuse_image_flags
+    from edgessl.text.runtime import read_text_lines
+    from edgessl.text.workflow import predict_texts, refuse_image_flags
 
     refuse_image_flags(flags_given(ctx, IMAGE_ONLY), f"model '{model}'")
     check_outputs({"--json": json_path}, {"MODEL": model, "--file": file}, force=force)
-    texts = list(texts) + (read_lines(file) if file is not None else [])
+    texts = list(texts) + (read_text_lines(file) if file is not None else [])
     runtime, found = predict_texts(model, texts, top_k)
     if json_path is None:
         for p in found:

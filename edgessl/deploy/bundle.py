@@ -366,16 +366,26 @@ def _baseline(tmp: Path, models: list[dict], data: Path | None, profile,
 
 def _write_files(tmp: Path, bundle: dict, runtime: str, profile_path: Path,
                  baseline: dict | None) -> None:
+    write_bundle_files(tmp, bundle, (*VENDORED, RUNTIME_MODULE[runtime]),
+                       (TEMPLATES / "run.py").read_text(encoding="utf-8"), profile_path,
+                       baseline, _readme(bundle, baseline))
+
+
+def write_bundle_files(tmp: Path, bundle: dict, vendored, runner: str, profile_path: Path,
+                       baseline: dict | None, readme: str) -> None:
+    """What every bundle holds besides its models: ``lib/edgessl/`` (``vendored``, paths in
+    the package), ``run.py`` (``runner``), ``profile.toml``, ``requirements.txt``,
+    ``baseline.json`` (when measured), ``bundle.json`` and ``README.md``."""
     from edgessl.io import write_json
 
-    copy_package_files(tmp / "lib" / "edgessl", (*VENDORED, RUNTIME_MODULE[runtime]))
-    shutil.copy2(TEMPLATES / "run.py", tmp / "run.py")
+    copy_package_files(tmp / "lib" / "edgessl", vendored)
+    (tmp / "run.py").write_text(runner, encoding="utf-8")
     shutil.copy2(profile_path, tmp / "profile.toml")
     (tmp / "requirements.txt").write_text("\n".join(bundle["requirements"]) + "\n")
     if baseline is not None:
         write_json(tmp / "baseline.json", baseline)
     write_json(tmp / "bundle.json", bundle)
-    (tmp / "README.md").write_text(_readme(bundle, baseline), encoding="utf-8")
+    (tmp / "README.md").write_text(readme, encoding="utf-8")
 
 
 def copy_package_files(dest: Path, files) -> None:

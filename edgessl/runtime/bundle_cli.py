@@ -70,16 +70,17 @@ def measure_config(args, batch_size: int):
                          end_to_end=args.e2e)
 
 
-def read_bundle(folder: Path) -> dict:
-    """The bundle description ``bundle.json`` in ``folder``."""
+def read_bundle(folder: Path, fmt: str = BUNDLE_FORMAT) -> dict:
+    """The bundle description ``bundle.json`` in ``folder``, of format ``fmt`` (an image
+    bundle's, or ``edgessl.text.bundle_cli``'s for text)."""
     path = Path(folder) / BUNDLE_FILE
     try:
         bundle = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read '{path}' ({exc}); run this script from an unpacked "
                           "edgessl deploy bundle") from None
-    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
-        raise ConfigError(f"'{path}' is not an {BUNDLE_FORMAT} bundle; rebuild it with "
+    if not isinstance(bundle, dict) or bundle.get("format") != fmt:
+        raise ConfigError(f"'{path}' is not an {fmt} bundle; rebuild it with "
                           "edgessl deploy")
     models = bundle.get("models")
     if not isinstance(models, list) or not models or not all(
@@ -104,7 +105,8 @@ def read_bundle(folder: Path) -> dict:
     return bundle
 
 
-def _models(bundle: dict, names: list[str] | None) -> list[dict]:
+def select_models(bundle: dict, names: list[str] | None) -> list[dict]:
+    """The bundle's entries named (in that order), else all of them (the default first)."""
     entries = {m["name"]: m for m in bundle["models"]}
     if not names:
         return list(entries.values())
@@ -176,7 +178,7 @@ def _smoke_images(folder: Path, bundle: dict) -> list[Path]:
 def cmd_predict(folder: Path, bundle: dict, args) -> int:
     from edgessl.runtime.model import iter_image_files
 
-    entry = _models(bundle, [args.model or _default_model(bundle)])[0]
+    entry = select_models(bundle, [args.model or _default_model(bundle)])[0]
     model = _load(folder, entry, args.device, bundle)
     files = iter_image_files(args.images)
     results = []
@@ -185,18 +187,18 @@ def cmd_predict(folder: Path, bundle: dict, args) -> int:
             if args.json:
                 results.append(p.to_dict())
             elif p.embedding is not None:
-                _print(f"{p.source}\tembedding[{p.embedding.size}]")
+                print_line(f"{p.source}\tembedding[{p.embedding.size}]")
             else:
-                _print(f"{p.source}\t" + "\t".join(f"{lb} {s:.3f}" for lb, s in p.top_k))
+                print_line(f"{p.source}\t" + "\t".join(f"{lb} {s:.3f}" for lb, s in p.top_k))
     if args.json:
-        _write_json(args.json, {"model": entry["name"], "predictions": results}, args.force)
+        write_output(args.json, {"model": entry["name"], "predictions": results}, args.force)
     return 0
 
 
 def cmd_benchmark(folder: Path, bundle: dict, args) -> int:
     from edgessl.runtime.measure import device_stamp
 
-    entries = _models(bundle, args.model)
+    entries = select_models(bundle, args.model)
     precisions = args.inference_precision or [None]
     profiles = {p: _profile(folder, bundle, args.device, p) for p in precisions}
     several = len(entries) * len(precisions) > 1
@@ -205,10 +207,10 @@ def cmd_benchmark(folder: Path, bundle: dict, args) -> int:
     if all(r.skipped for r in results):
         raise DeviceUnavailableError(f"nothing to measure: {results[0].skipped}")
     if args.json:
-        _write_json(args.json, {"host": device_stamp(), "bundle": bundle.get("name"),
+        write_output(args.json, {"host": device_stamp(), "bundle": bundle.get("name"),
                                 "results": [r.to_dict() for r in results]}, args.force)
     if args.json != "-":
-        _print(_table(results))
+        print_line(_table(results))
     return 0
 
 
@@ -250,7 +252,7 @@ def cmd_smoke(folder: Path, bundle: dict, args) -> int:
         raise ConfigError("this bundle has no smoke-test images; rebuild it with "
                           "edgessl deploy --smoke-per-class 2")
     failed = False
-    for entry in _models(bundle, [args.model] if args.model else None):
+    for entry in select_models(bundle, [args.model] if args.model else None):
         model = _load(folder, entry, args.device, bundle)
         files = list(expected)
         got = [p.label for p in model.predict([folder / f for f in files])]
@@ -258,7 +260,7 @@ def cmd_smoke(folder: Path, bundle: dict, args) -> int:
         agreement = same / len(files)
         ok = agreement >= args.min_agreement
         failed |= not ok
-        _print(f"{entry['name']}: {same}/{len(files)} smoke images agree with the host "
+        print_line(f"{entry['name']}: {same}/{len(files)} smoke images agree with the host "
               f"({agreement:.0%}) on {model.execution.provider}: {'ok' if ok else 'FAILED'}")
     return 1 if failed else 0
 
@@ -272,13 +274,13 @@ def cmd_info(folder: Path, bundle: dict, args) -> int:
     return 0
 
 
-def _print(text: str, file=None) -> None:
+def print_line(text: str, file=None) -> None:
     """``print`` with control characters escaped (tabs and newlines kept): labels, file and
     model names come from files that may hold terminal escape sequences."""
     print(printable(text, lines=True), file=file or sys.stdout)
 
 
-def _write_json(target: str, data: dict, force: bool) -> None:
+def write_output(target: str, data: dict, force: bool) -> None:
     """Strict JSON to stdout ("-") or a file, as the host writes it (``edgessl.io``)."""
     if target == "-":
         print(dumps_json(data, "--json"), end="")
@@ -369,5 +371,5 @@ def main(argv: list[str] | None = None, bundle_dir: str | Path = ".") -> int:
         check_options(args)
         return COMMANDS[args.command](folder, read_bundle(folder), args)
     except EdgesslError as exc:
-        _print(f"error: {printable(exc)}", file=sys.stderr)
+        print_line(f"error: {printable(exc)}", file=sys.stderr)
         return 2

@@ -30,12 +30,13 @@ from edgessl.deploy.bundle import (
     BundleResult,
     DeployConfig,
     choose_runtime,
-    copy_package_files,
     profile_file,
     requirements,
     write_archive,
+    write_bundle_files,
 )
 from edgessl.errors import CheckpointError, ConfigError, unknown_choice
+from edgessl.text.bundle_cli import BUNDLE_FORMAT
 
 log = logging.getLogger("edgessl")
 
@@ -114,7 +115,7 @@ def build_text_bundle(model: str | Path, config: DeployConfig) -> BundleResult:
         models = ([m for m in models if m["name"] == recommended["model"]]
                   + [m for m in models if m["name"] != recommended["model"]])
         bundle = {
-            "format": "edgessl-text-bundle/1", "name": out.name, "source": str(model),
+            "format": BUNDLE_FORMAT, "name": out.name, "source": str(model),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "edgessl_version": _version(), "runtime": runtime, "device": "CPU",
             "profile": dataclasses.asdict(profile),
@@ -122,7 +123,8 @@ def build_text_bundle(model: str | Path, config: DeployConfig) -> BundleResult:
             "recommended": recommended, "smoke": smoke,
         }
         baseline = _baseline(tmp, models, smoke, config) if config.baseline else None
-        _write_files(tmp, bundle, profile_file(config.profile), baseline)
+        write_bundle_files(tmp, bundle, TEXT_VENDORED, RUNNER, profile_file(config.profile),
+                           baseline, _readme(bundle, baseline))
     if archive is not None:
         write_archive(out, archive, config.force)
     return BundleResult(out, archive, bundle)
@@ -306,19 +308,6 @@ def _baseline(tmp: Path, models: list[dict], smoke: dict, config: DeployConfig) 
         r["artifact"] = m["path"]
         rows.append(r)
     return {"host": device_stamp(), "results": rows}
-
-
-def _write_files(tmp: Path, bundle: dict, profile_path: Path, baseline: dict | None) -> None:
-    from edgessl.io import write_json
-
-    copy_package_files(tmp / "lib" / "edgessl", TEXT_VENDORED)
-    (tmp / "run.py").write_text(RUNNER, encoding="utf-8")
-    shutil.copy2(profile_path, tmp / "profile.toml")
-    (tmp / "requirements.txt").write_text("\n".join(bundle["requirements"]) + "\n")
-    if baseline is not None:
-        write_json(tmp / "baseline.json", baseline)
-    write_json(tmp / "bundle.json", bundle)
-    (tmp / "README.md").write_text(_readme(bundle, baseline), encoding="utf-8")
 
 
 def _readme(bundle: dict, baseline: dict | None) -> str:

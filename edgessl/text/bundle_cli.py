@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 from edgessl.errors import CheckpointError, ConfigError, EdgesslError, printable
-from edgessl.io import check_outputs, dumps_json, write_json
+from edgessl.io import check_outputs
+from edgessl.runtime.bundle_cli import print_line, read_bundle, select_models, write_output
 
 BUNDLE_FORMAT = "edgessl-text-bundle/1"
 # OpenVINO's compiled models, kept in the bundle: the first run on a device compiles and
@@ -37,37 +38,6 @@ def _cache(folder: Path, bundle: dict) -> Path | None:
     except OSError:  # a read-only bundle: compile every time
         return None
     return cache if os.access(cache, os.W_OK) else None
-
-
-def read_bundle(folder: Path) -> dict:
-    """``bundle.json``, checked to be a text bundle with models."""
-    path = folder / "bundle.json"
-    try:
-        bundle = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"'{printable(folder)}' has no bundle.json; run run.py from the "
-                              "bundle edgessl deploy wrote") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"'{printable(path)}' cannot be read ({exc}); copy the bundle "
-                              "again") from None
-    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT \
-            or not isinstance(bundle.get("models"), list) or not bundle["models"]:
-        raise CheckpointError(f"'{printable(path)}' is not an edgessl text bundle; copy the "
-                              "bundle again")
-    return bundle
-
-
-def _models(bundle: dict, names: list[str] | None) -> list[dict]:
-    """The entries named (in order), else the recommended one first then the rest."""
-    from edgessl.errors import unknown_choice
-
-    by_name = {m["name"]: m for m in bundle["models"]}
-    if not names:
-        return list(bundle["models"])
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise unknown_choice("model of this bundle", missing[0], list(by_name))
-    return [by_name[n] for n in names]
 
 
 def _folder(folder: Path, entry: dict) -> Path:
@@ -95,14 +65,14 @@ def cmd_predict(folder: Path, bundle: dict, args) -> int:
     if args.json not in (None, "-"):
         check_outputs({"--json": Path(args.json)}, {}, force=args.force)
     texts = _read_texts(args)
-    entry = _models(bundle, [args.model] if args.model else None)[0]
+    entry = select_models(bundle, [args.model] if args.model else None)[0]
     predictor = TextPredictor(_folder(folder, entry), threads=args.threads,
                               cache_dir=_cache(folder, bundle))
     found = predictor.top_k(texts, args.top_k)
     for p in [] if args.json else found:
-        _print(f"{p['text']}\t" + "\t".join(f"{lb} {s:.3f}" for lb, s in p["top_k"]))
+        print_line(f"{p['text']}\t" + "\t".join(f"{lb} {s:.3f}" for lb, s in p["top_k"]))
     if args.json:
-        _write_json(args.json, {"model": entry["name"], "runtime": predictor.runtime,
+        write_output(args.json, {"model": entry["name"], "runtime": predictor.runtime,
                                 "predictions": found}, args.force)
     return 0
 
@@ -122,12 +92,12 @@ def cmd_benchmark(folder: Path, bundle: dict, args) -> int:
     cache = _cache(folder, bundle)
     results = [measure_text(_folder(folder, entry), texts, labels, runs=args.runs,
                             warmup=args.warmup, threads=args.threads, cache_dir=cache)
-               for entry in _models(bundle, args.model)]
+               for entry in select_models(bundle, args.model)]
     if args.json:
-        _write_json(args.json, {"bundle": bundle.get("name"),
+        write_output(args.json, {"bundle": bundle.get("name"),
                                 "results": [r.to_dict() for r in results]}, args.force)
     if args.json != "-":
-        _print(render_text_table(results))
+        print_line(render_text_table(results))
     return 0
 
 
@@ -140,7 +110,7 @@ def cmd_smoke(folder: Path, bundle: dict, args) -> int:
         raise ConfigError("this bundle has no smoke texts; rebuild it with edgessl deploy "
                           "--smoke-per-class 2")
     failed = False
-    for entry in _models(bundle, [args.model] if args.model else None):
+    for entry in select_models(bundle, [args.model] if args.model else None):
         predictor = TextPredictor(_folder(folder, entry), threads=args.threads,
                               cache_dir=_cache(folder, bundle))
         want = expected.get(entry["name"]) or []
@@ -149,7 +119,7 @@ def cmd_smoke(folder: Path, bundle: dict, args) -> int:
         agreement = same / len(texts)
         ok = len(want) == len(texts) and agreement >= args.min_agreement
         failed |= not ok
-        _print(f"{entry['name']}: {same}/{len(texts)} smoke texts agree with the host "
+        print_line(f"{entry['name']}: {same}/{len(texts)} smoke texts agree with the host "
                f"({agreement:.0%}) on {predictor.runtime}: {'ok' if ok else 'FAILED'}")
     return 1 if failed else 0
 
@@ -162,18 +132,6 @@ def cmd_info(folder: Path, bundle: dict, args) -> int:
                       "recommended": bundle.get("recommended"),
                       "this_device": device_stamp()}, indent=2))
     return 0
-
-
-def _print(text: str, file=None) -> None:
-    print(printable(text, lines=True), file=file or sys.stdout)
-
-
-def _write_json(target: str, data: dict, force: bool) -> None:
-    if target == "-":
-        print(dumps_json(data, "--json"), end="")
-        return
-    write_json(target, data, force=force)
-    print(f"wrote {target}", file=sys.stderr)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -214,7 +172,7 @@ def main(argv: list[str] | None = None, bundle_dir: str | Path = ".") -> int:
     try:
         if args.threads is not None and not 1 <= args.threads <= 1024:
             raise ConfigError(f"--threads must be 1 to 1024, got {args.threads}")
-        return COMMANDS[args.command](folder, read_bundle(folder), args)
+        return COMMANDS[args.command](folder, read_bundle(folder, BUNDLE_FORMAT), args)
     except EdgesslError as exc:
-        _print(f"error: {printable(exc)}", file=sys.stderr)
+        print_line(f"error: {printable(exc)}", file=sys.stderr)
         return 2

@@ -247,13 +247,6 @@ def export_text_checkpoint(checkpoint: str | Path, fmt: str, precision: str,
                                          force))
 
 
-def read_lines(file: str | Path) -> list[str]:
-    """The non-blank lines of a UTF-8 file, stripped (``edgessl.text.runtime.read_text_lines``)."""
-    from edgessl.text.runtime import read_text_lines
-
-    return read_text_lines(file)
-
-
 def predict_texts(artifact: str | Path, texts: list[str], top_k: int = 1,
                   threads: int | None = None) -> tuple[str, list[dict]]:
     """Classify ``texts`` with an exported text model, torch-free.
