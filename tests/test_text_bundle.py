@@ -126,6 +126,11 @@ def test_deploy_a_text_classifier_runs_torch_free(made, tmp_path):
     assert [r["runtime"] for r in found] == ["onnxruntime"] * 2 and found[0]["top1"] is not None
     _, last, err = _run_bundle(bundle, "predict", "--model", "onnx-fp16", "x")
     assert last == "HEAVY [] CODE 2" and "onnx-fp16" in err and "Traceback" not in err
+    for args, said in ((("--threads", "0", "predict", "x"), "--threads must be 1 to 1024"),
+                       (("predict", "x", "--top-k", "0"), "--top-k must be 1 or more"),
+                       (("predict",), "no text to classify")):
+        _, last, err = _run_bundle(bundle, *args)
+        assert last == "HEAVY [] CODE 2" and said in err and len(err.strip().splitlines()) == 1
 
 
 def test_deploy_text_checks_before_work(made, tmp_path):
