@@ -82,21 +82,24 @@ def time_all(exports: dict, data) -> dict:
             p50s[key].append(r.latency.p50_ms)
             kept[key] = r
     return {key: {"p50_ms": statistics.median(v), "passes_p50_ms": v,
-                  "tokenize_ms": kept[key].tokenize.mean_ms, "top1": kept[key].top1,
+                  "tokenize_ms": None if kept[key].tokenize is None  # None: in the graph
+                  else kept[key].tokenize.mean_ms, "top1": kept[key].top1,
                   "sequence_length": kept[key].sequence_length,
                   "tokens_mean": kept[key].tokens_mean, "provider": kept[key].provider,
                   "load_s": kept[key].load_s, "host": kept[key].host}
             for key, v in p50s.items()}
 
 
-def cold_start(classifier: Path, work: Path, runtime: str) -> dict:
+def cold_start(classifier: Path, work: Path, runtime: str, fuse_tokenizer: bool = False) -> dict:
     """A bundle for ``runtime`` in a fresh venv: wall time of ``run.py predict``."""
     from edgessl.deploy.bundle import DeployConfig
     from edgessl.text.bundle import build_text_bundle
 
+    name = runtime + ("-fused" if fuse_tokenizer else "")
     bundle = build_text_bundle(classifier, DeployConfig(
-        profile="cpu", runtime=runtime, out=str(work / f"bundle-{runtime}"), iterations=20))
-    venv = work / f"venv-{runtime}"
+        profile="cpu", runtime=runtime, out=str(work / f"bundle-{name}"), iterations=20,
+        fuse_tokenizer=fuse_tokenizer))
+    venv = work / f"venv-{name}"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     begin = time.perf_counter()

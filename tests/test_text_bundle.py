@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import textwrap
 
 import pytest
 from cli_helpers import invoke, one_line_error
-from text_helpers import write_tiny_bert, write_toy_folder
+from text_helpers import run_bundle, write_tiny_bert, write_toy_folder
 
 from edgessl.errors import ConfigError
 from edgessl.text.runtime import SIDECAR_FILE
@@ -79,27 +76,6 @@ def test_benchmark_cli_on_text_models(made, tmp_path):
     assert "text models and image models" in line
 
 
-def _run_bundle(bundle, *args):
-    """``python run.py ARGS`` in a fresh interpreter; the last line lists heavy imports."""
-    script = textwrap.dedent(f"""
-        import runpy, sys
-        sys.argv = ["run.py", *{list(map(str, args))!r}]
-        try:
-            runpy.run_path({str(bundle / "run.py")!r}, run_name="__main__")
-        except SystemExit as exc:
-            code = exc.code
-        else:
-            code = 0
-        print("HEAVY", sorted(m for m in ("torch", "transformers", "sklearn", "PIL")
-                              if m in sys.modules), "CODE", code)
-    """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=180, cwd=bundle)
-    assert out.returncode == 0, out.stderr
-    *lines, last = out.stdout.strip().splitlines()
-    return lines, last, out.stderr
-
-
 def test_deploy_a_text_classifier_runs_torch_free(made, tmp_path):
     bundle = tmp_path / "b"
     result = invoke("deploy", made["clf"], "--profile", "cpu", "--out", bundle,
@@ -116,20 +92,20 @@ def test_deploy_a_text_classifier_runs_torch_free(made, tmp_path):
     assert (bundle / "lib/edgessl/text/runtime.py").is_file()
     assert not (bundle / "lib/edgessl/text/export.py").exists()
 
-    lines, last, _ = _run_bundle(bundle, "predict", "i like the plum", "--top-k", "2")
+    lines, last, _ = run_bundle(bundle, "predict", "i like the plum", "--top-k", "2")
     assert last == "HEAVY [] CODE 0" and lines[0].startswith("i like the plum\t")
-    _, last, _ = _run_bundle(bundle, "smoke")
+    _, last, _ = run_bundle(bundle, "smoke")
     assert last == "HEAVY [] CODE 0" and not (bundle / ".ov_cache").exists()  # ONNX: none
-    lines, last, _ = _run_bundle(bundle, "benchmark", "--runs", "5", "--json", "-")
+    lines, last, _ = run_bundle(bundle, "benchmark", "--runs", "5", "--json", "-")
     assert last == "HEAVY [] CODE 0"
     found = json.loads("\n".join(lines))["results"]
     assert [r["runtime"] for r in found] == ["onnxruntime"] * 2 and found[0]["top1"] is not None
-    _, last, err = _run_bundle(bundle, "predict", "--model", "onnx-fp16", "x")
+    _, last, err = run_bundle(bundle, "predict", "--model", "onnx-fp16", "x")
     assert last == "HEAVY [] CODE 2" and "onnx-fp16" in err and "Traceback" not in err
     for args, said in ((("--threads", "0", "predict", "x"), "--threads must be 1 to 1024"),
                        (("predict", "x", "--top-k", "0"), "--top-k must be 1 or more"),
                        (("predict",), "no text to classify")):
-        _, last, err = _run_bundle(bundle, *args)
+        _, last, err = run_bundle(bundle, *args)
         assert last == "HEAVY [] CODE 2" and said in err and len(err.strip().splitlines()) == 1
 
 
@@ -158,9 +134,9 @@ def test_deploy_text_checks_before_work(made, tmp_path):
     assert "symbolic link" in line and not (tmp_path / "d").exists()
     assert meta["smoke"]["texts"] and not (tmp_path / "c" / "baseline.json").exists()
     # the first run compiles and caches; the second loads the cached blob and agrees
-    first, last, _ = _run_bundle(tmp_path / "c", "predict", "i like the plum")
+    first, last, _ = run_bundle(tmp_path / "c", "predict", "i like the plum")
     assert last == "HEAVY [] CODE 0" and any((tmp_path / "c" / ".ov_cache").iterdir())
-    assert _run_bundle(tmp_path / "c", "predict", "i like the plum")[0] == first
+    assert run_bundle(tmp_path / "c", "predict", "i like the plum")[0] == first
     assert not (made["root"] / "onnx-fp32" / ".ov_cache").exists()
 
 

@@ -8,6 +8,9 @@ no download and run in seconds on 2 cores.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 CLASSES = {
@@ -89,3 +92,24 @@ def write_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
     GPT2Model(config).save_pretrained(folder)
     _wordlevel_tokenizer().save(str(folder / "tokenizer.json"))
     return folder
+
+
+def run_bundle(bundle, *args):
+    """``python run.py ARGS`` in a fresh interpreter; the last line lists heavy imports."""
+    script = textwrap.dedent(f"""
+        import runpy, sys
+        sys.argv = ["run.py", *{list(map(str, args))!r}]
+        try:
+            runpy.run_path({str(bundle / "run.py")!r}, run_name="__main__")
+        except SystemExit as exc:
+            code = exc.code
+        else:
+            code = 0
+        print("HEAVY", sorted(m for m in ("torch", "transformers", "sklearn", "PIL")
+                              if m in sys.modules), "CODE", code)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=180, cwd=bundle)
+    assert out.returncode == 0, out.stderr
+    *lines, last = out.stdout.strip().splitlines()
+    return lines, last, out.stderr

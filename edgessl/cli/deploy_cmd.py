@@ -35,6 +35,10 @@ def deploy(
     baseline: bool = typer.Option(True, "--baseline/--no-baseline",
                                   help="Measure the host's accuracy and latency."),
     iterations: int = typer.Option(100, "--iterations", help="Timed runs for the baseline."),
+    fuse_tokenizer: bool = typer.Option(
+        False, "--fuse-tokenizer",
+        help="Text classifier, OpenVINO: export with the tokenizer inside the IR (see "
+             "edgessl export --fuse-tokenizer)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing bundle."),
 ) -> None:
     """Write a bundle for a device: artifact(s), run.py, requirements.txt, smoke images, README."""
@@ -44,7 +48,8 @@ def deploy(
         config = DeployConfig(
             profile=profile, out=str(out), runtime=runtime, precisions=tuple(precision),
             data=None if data is None else str(data), smoke_per_class=smoke_per_class,
-            baseline=baseline, iterations=iterations, archive=archive, force=force,
+            baseline=baseline, iterations=iterations, archive=archive,
+            fuse_tokenizer=fuse_tokenizer, force=force,
         )
         from edgessl.text.bundle import is_text_input
 
@@ -53,4 +58,9 @@ def deploy(
 
             echo(text_bundle_summary(build_text_bundle(model, config)))
             return
+        if fuse_tokenizer:
+            from edgessl.errors import ConfigError
+
+            raise ConfigError(f"--fuse-tokenizer applies to text classifiers; '{model}' is not "
+                              "one: drop it")
         echo(bundle_summary(build_bundle(model, config)))

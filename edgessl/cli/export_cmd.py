@@ -86,6 +86,10 @@ def export(
     out: Path | None = typer.Option(
         None, "--out", help="Output folder.",
         show_default="export/<MODEL>-<format>-<precision>"),
+    fuse_tokenizer: bool = typer.Option(
+        False, "--fuse-tokenizer",
+        help="Text, OpenVINO: put the tokenizer inside the IR (strings in, logits out; needs "
+             "openvino-tokenizers on the device, CPU only)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output folder."),
 ) -> None:
     """Export to ONNX or OpenVINO (fp32, fp16 or int8) and check the artifact against PyTorch."""
@@ -99,9 +103,14 @@ def export(
             sizes = flags_given(ctx, ["calib_size"])
             result = export_text_checkpoint(model, format, precision, out=out, data=data,
                                             calib_size=calib_size if sizes else None,
-                                            force=force)
+                                            force=force, fuse_tokenizer=fuse_tokenizer)
             echo(render_text_report(result))
             return
+        if fuse_tokenizer:
+            from edgessl.errors import ConfigError
+
+            raise ConfigError(f"--fuse-tokenizer applies to text classifiers; '{model}' is not "
+                              "one: drop it")
         from edgessl.export.api import ExportConfig, export_model
         from edgessl.export.schemes import QuantizeConfig
 
@@ -159,14 +168,22 @@ def render_report(report: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _text_input(meta: dict) -> str:
+    fusion = meta.get("tokenizer_fusion")
+    if fusion:
+        return (f"one string (tokenizer fused into the IR by {fusion['by']}, padded to "
+                f"{meta['max_length']} tokens; ids checked on {fusion['ids_checked_on_texts']} "
+                f"texts; {fusion['device']} only)")
+    return f"int64 input_ids, attention_mask [1, {meta['max_length']}] + {meta['tokenizer_file']}"
+
+
 def render_text_report(result) -> str:
     """A text export's folder, size, runtime and agreement with PyTorch, two columns."""
     meta, check = result.sidecar, result.validation
     rows = [("format", f"{meta['model_file']} {meta['precision']} "
                        f"({meta['quantization']['scheme']})"),
             ("artifact", str(result.folder)),
-            ("input", f"int64 input_ids, attention_mask [1, {meta['max_length']}] + "
-                      f"{meta['tokenizer_file']}"),
+            ("input", _text_input(meta)),
             ("size", f"{result.size_mib:.2f} MiB"),
             ("runs on", check["runtime"]),
             ("max |diff|", f"{check['max_abs_logit_diff']:.3g} (logits, {check['texts']} texts)"),

@@ -60,6 +60,7 @@ class DeployConfig:
         baseline: measure the host's accuracy and latency into ``baseline.json``.
         warmup, iterations: for the host baseline.
         archive: also write ``<out>.tar.gz``.
+        fuse_tokenizer: a text classifier's OpenVINO exports get the tokenizer inside the IR.
         force: replace an existing ``out`` (and archive).
     """
 
@@ -75,6 +76,7 @@ class DeployConfig:
     warmup: Annotated[int, Range(ge=0, le=MAX_RUNS)] = 10
     iterations: Annotated[int, Range(ge=1, le=MAX_RUNS)] = 100
     archive: bool = False
+    fuse_tokenizer: bool = False
     force: bool = False
 
     def __post_init__(self) -> None:

@@ -39,8 +39,11 @@ class TextBenchResult:
             included, before padding; longer ones are cut to L). truncated: texts cut.
         load_s: folder -> ready (tokenizer, sidecar, model compiled).
         first_s: the first prediction after loading (tokenize + run, untimed by the rest).
-        tokenize: per-sentence tokenization alone. latency: per sentence, tokenize + run +
-            softmax (what ``predict`` costs). sentences_per_s: 1000 / latency mean.
+        tokenize: per-sentence tokenization alone; None for a model with its tokenizer
+            fused in (it runs inside the graph, counted in latency). latency: per sentence,
+            tokenize + run + softmax (what ``predict`` costs). sentences_per_s: 1000 /
+            latency mean. tokenizer: "file" (tokenizer.json, run by ``tokenizers``) or
+            "fused".
         runs, warmup: timed and untimed sentences. threads: the runtime's (None = default).
         top1: accuracy on the labeled texts (None without labels); examples: how many.
         host: where it ran (``edgessl.runtime.measure.device_stamp``).
@@ -59,7 +62,7 @@ class TextBenchResult:
     truncated: int
     load_s: float
     first_s: float
-    tokenize: LatencyStats
+    tokenize: LatencyStats | None
     latency: LatencyStats
     sentences_per_s: float
     runs: int
@@ -68,6 +71,7 @@ class TextBenchResult:
     top1: float | None
     examples: int
     host: dict
+    tokenizer: str = "file"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,9 +130,13 @@ def measure_text(folder: str | Path, texts: Sequence[str], labels: Sequence[int]
     for i in range(warmup + runs):
         text = texts[i % len(texts)]
         t0 = time.perf_counter()
-        ids, mask = encode_texts(tokenizer, [text], length, pad)
-        t1 = time.perf_counter()
-        softmax(predictor.model.run(ids, mask)[0])
+        if predictor.fused:  # the string goes in as it is; tokenization runs in the graph
+            t1 = t0
+            softmax(predictor.model.run_text(text)[0])
+        else:
+            ids, mask = encode_texts(tokenizer, [text], length, pad)
+            t1 = time.perf_counter()
+            softmax(predictor.model.run(ids, mask)[0])
         t2 = time.perf_counter()
         if i >= warmup:
             tokenize_s.append(t1 - t0)
@@ -146,9 +154,10 @@ def measure_text(folder: str | Path, texts: Sequence[str], labels: Sequence[int]
         precision=str(meta.get("precision", "?")), size_mib=size, tokenizer_mib=tokenizer_size,
         sequence_length=length, tokens_mean=float(np.mean(counts)), tokens_max=max(counts),
         truncated=sum(c > length for c in counts), load_s=load_s, first_s=first_s,
-        tokenize=latency_stats(tokenize_s), latency=latency,
+        tokenize=None if predictor.fused else latency_stats(tokenize_s), latency=latency,
         sentences_per_s=1000.0 / latency.mean_ms, runs=runs, warmup=warmup, threads=threads,
-        top1=top1, examples=len(texts) if labels is not None else 0, host=device_stamp())
+        top1=top1, examples=len(texts) if labels is not None else 0, host=device_stamp(),
+        tokenizer="fused" if predictor.fused else "file")
 
 
 def render_text_table(results: Sequence[TextBenchResult]) -> str:
@@ -160,8 +169,9 @@ def render_text_table(results: Sequence[TextBenchResult]) -> str:
     for r in results:
         name = Path(r.artifact).name[:28]
         top1 = "-" if r.top1 is None else f"{100 * r.top1:.1f}%"
+        tok = "fused" if r.tokenize is None else f"{r.tokenize.mean_ms:.2f}"
         lines.append(f"{name:<28} {r.runtime:<11} {r.precision:<5} {r.sequence_length:>4} "
                      f"{r.tokens_mean:>6.1f} {r.size_mib:>6.1f} {r.load_s:>6.2f} "
-                     f"{r.tokenize.mean_ms:>6.2f} {r.latency.p50_ms:>7.2f} "
+                     f"{tok:>6} {r.latency.p50_ms:>7.2f} "
                      f"{r.latency.p90_ms:>7.2f} {r.sentences_per_s:>7.1f} {top1:>6}")
     return "\n".join(lines)

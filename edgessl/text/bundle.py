@@ -100,6 +100,13 @@ def build_text_bundle(model: str | Path, config: DeployConfig) -> BundleResult:
         log.warning("profile '%s' targets %s, but text models run on the CPU in this version: "
                     "the bundle's runtime compiles for CPU", profile.name, profile.device)
     model = Path(model)
+    if config.fuse_tokenizer:
+        if is_text_model(model):
+            raise ConfigError("--fuse-tokenizer applies to a classifier checkpoint; this text "
+                              "model is exported already (export it with --fuse-tokenizer)")
+        from edgessl.text.workflow import check_fusable
+
+        check_fusable(TEXT_FORMAT_FOR_RUNTIME[runtime])
     out = Path(config.out)
     archive = out.with_name(out.name + ".tar.gz") if config.archive else None
     check_outputs({"--out": out, "--archive": archive},
@@ -119,7 +126,9 @@ def build_text_bundle(model: str | Path, config: DeployConfig) -> BundleResult:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "edgessl_version": _version(), "runtime": runtime, "device": "CPU",
             "profile": dataclasses.asdict(profile),
-            "requirements": text_requirements(profile, runtime), "models": models,
+            "requirements": text_requirements(
+                profile, runtime, any(m["tokenizer"] == "fused" for m in models)),
+            "models": models,
             "recommended": recommended, "smoke": smoke,
         }
         baseline = _baseline(tmp, models, smoke, config) if config.baseline else None
@@ -136,13 +145,18 @@ def _version() -> str:
     return __version__
 
 
-def text_requirements(profile, runtime: str) -> list[str]:
-    """requirements.txt: numpy, tokenizers (the host's version) and the runtime package."""
+def text_requirements(profile, runtime: str, fused: bool = False) -> list[str]:
+    """requirements.txt: numpy, tokenizers (the host's version), the runtime package and,
+    for a model with its tokenizer fused in, openvino-tokenizers (the host's version, which
+    matches its OpenVINO)."""
     from importlib import metadata
 
     runtime_line = requirements(profile, runtime)[-1]
     numpy = next(r for r in BASE_REQUIREMENTS if r.startswith("numpy"))
-    return [numpy, f"tokenizers=={metadata.version('tokenizers')}", runtime_line]
+    lines = [numpy, f"tokenizers=={metadata.version('tokenizers')}", runtime_line]
+    if fused:
+        lines.append(f"openvino-tokenizers=={metadata.version('openvino-tokenizers')}")
+    return lines
 
 
 def _entry(name: str, folder: Path, tmp: Path) -> dict:
@@ -153,6 +167,7 @@ def _entry(name: str, folder: Path, tmp: Path) -> dict:
     return {"name": name, "path": folder.relative_to(tmp).as_posix(),
             "model_file": meta.get("model_file", "model.onnx"),
             "precision": meta.get("precision"), "labels": list(meta["labels"]),
+            "tokenizer": meta.get("tokenizer", "file"),
             "max_length": meta["max_length"],
             "validation": {k: check[k] for k in ("top1_agreement", "max_abs_logit_diff",
                                                  "top1_artifact", "top1_pytorch", "texts")
@@ -172,7 +187,8 @@ def _copy_export(folder: Path, runtime: str, config: DeployConfig, tmp: Path) ->
         raise ConfigError(f"'{folder.name}' runs on {own}, but this bundle uses {runtime}; "
                           f"pass --runtime {own} (if the profile lists it) or the classifier "
                           "folder")
-    name = f"{TEXT_FORMAT_FOR_RUNTIME[runtime]}-{meta.get('precision', 'fp32')}"
+    name = (f"{TEXT_FORMAT_FOR_RUNTIME[runtime]}-{meta.get('precision', 'fp32')}"
+            + ("-fused" if meta.get("tokenizer") == "fused" else ""))
     dest = tmp / "models" / name
     dest.mkdir(parents=True)
     for f in text_model_files(folder, file):  # what the model is, nothing else in the folder
@@ -224,9 +240,10 @@ def _export_all(checkpoint: Path, profile, runtime: str, config: DeployConfig,
     fmt = TEXT_FORMAT_FOR_RUNTIME[runtime]
     entries = []
     for precision in _precisions(profile, fmt, config.precisions):
-        name = f"{fmt}-{precision}"
+        name = f"{fmt}-{precision}" + ("-fused" if config.fuse_tokenizer else "")
         result = export_text_checkpoint(checkpoint, fmt, precision,
-                                        out=tmp / "models" / name, data=config.data)
+                                        out=tmp / "models" / name, data=config.data,
+                                        fuse_tokenizer=config.fuse_tokenizer)
         entries.append(_entry(name, result.folder, tmp))
     return entries
 

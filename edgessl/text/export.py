@@ -193,11 +193,16 @@ def validate_export(folder: Path, model: TextClassifier, texts, labels=None) -> 
 def _sidecar(model: TextClassifier, card: dict | None, precision: str, scheme: dict,
              model_file: str) -> dict:
     card = card or {}
+    scheme = dict(scheme)
+    fusion = scheme.pop("tokenizer_fusion", None)  # the tokenizer inside the model's graph
+    inputs = ({"tokenizer": "fused", "tokenizer_fusion": fusion,
+               "input_names": [fusion["input"]], "input_shape": fusion["input_shape"]}
+              if fusion else {"tokenizer": "file", "input_names": list(INPUT_NAMES),
+                              "input_shape": [1, model.max_length]})
     return {
         "format": SIDECAR_FORMAT, "model_file": model_file, "tokenizer_file": TOKENIZER_FILE,
         "labels": list(model.labels), "max_length": model.max_length, "pad_id": model.pad_id,
-        "pooling": model.encoder.pooling, "input_names": list(INPUT_NAMES),
-        "input_shape": [1, model.max_length], "output_name": OUTPUT_NAME,
+        "pooling": model.encoder.pooling, **inputs, "output_name": OUTPUT_NAME,
         "precision": precision, "quantization": scheme, "opset": OPSET,
         "encoder": card.get("encoder"), "classifier": {k: card.get(k) for k in ("mode", "metrics")},
         "edgessl_version": __version__,

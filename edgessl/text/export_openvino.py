@@ -154,8 +154,8 @@ OV_PRECISIONS.register("int8", quantize_int8_ov)
 
 def export_text_openvino(model: TextClassifier, out: str | Path, precision: str = "fp32",
                          texts=None, calibration_texts=None, card: dict | None = None,
-                         force: bool = False,
-                         calibration_size: int = CALIBRATION_SIZE) -> TextExportResult:
+                         force: bool = False, calibration_size: int = CALIBRATION_SIZE,
+                         fuse_tokenizer: bool = False) -> TextExportResult:
     """Export ``model`` to an OpenVINO IR folder (see the module docstring), atomically.
 
     Args:
@@ -168,9 +168,12 @@ def export_text_openvino(model: TextClassifier, out: str | Path, precision: str 
         calibration_size: at most this many of them are used (a seeded sample).
         card: the classifier's card, for the encoder record and metrics in the sidecar.
         force: replace ``out`` if it exists.
+        fuse_tokenizer: put the tokenizer inside the IR (``edgessl.text.fused_tokenizer``):
+            the model then takes one string; ``tokenizer.json`` still travels beside it.
 
     Raises:
-        ConfigError: an unknown precision, or a calibration size below 1.
+        ConfigError: an unknown precision, a calibration size below 1, or a tokenizer that
+            cannot be fused (openvino-tokenizers missing, or its ids differ).
         EdgesslError: the exporter fails, or an fp32 export disagrees with PyTorch.
     """
     convert = OV_PRECISIONS.get(precision)
@@ -183,5 +186,19 @@ def export_text_openvino(model: TextClassifier, out: str | Path, precision: str 
             chosen = np.random.default_rng(0).choice(len(pool), calibration_size, replace=False)
             pool = [pool[i] for i in sorted(chosen)]
         convert = functools.partial(convert, calibration=calibration_inputs(model, pool))
+    if fuse_tokenizer:
+        from edgessl.text.runtime import load_tokenizer_extension
+
+        load_tokenizer_extension()  # before any work
+        convert = functools.partial(_fused, convert, model, check_on.texts)
     return write_text_export(model, out, precision, convert, OV_MODEL_FILE, check_on, card,
                              force)
+
+
+def _fused(convert, model: TextClassifier, texts, onnx_path: Path, out: Path) -> dict:
+    """``convert``, then the checked tokenizer joined in front of the IR it wrote."""
+    from edgessl.text.fused_tokenizer import fuse_into
+
+    scheme = convert(onnx_path, out)
+    fusion = fuse_into(out, model.tokenizer, model.max_length, model.pad_id, texts)
+    return {**scheme, "tokenizer_fusion": fusion}

@@ -9,7 +9,10 @@ An exported text model is a folder (``edgessl.text.export``, ``edgessl.text.expo
                       validation
 
 The sidecar's ``model_file`` names the model; its suffix picks the runtime that runs it
-(``RUNTIMES``: ``.onnx`` -> ONNX Runtime, ``.xml`` -> OpenVINO). This module needs only numpy,
+(``RUNTIMES``: ``.onnx`` -> ONNX Runtime, ``.xml`` -> OpenVINO). An OpenVINO model exported
+with ``--fuse-tokenizer`` (sidecar ``"tokenizer": "fused"``) takes the string itself: its
+tokenizer runs inside the graph through the ``openvino-tokenizers`` extension
+(``edgessl.text.fused_tokenizer``). This module needs only numpy,
 ``tokenizers`` and that runtime (never torch or transformers), so a device or bundle
 classifies raw strings with a few MB of wheels. ``encode_texts`` is also what training and
 export use, so all three tokenise identically.
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgessl.errors import CheckpointError, DataError, printable
+from edgessl.errors import CheckpointError, ConfigError, DataError, printable
 from edgessl.limits import MAX_CLASSES, MAX_LABEL_CHARS
 from edgessl.registry import Registry
 
@@ -63,6 +66,35 @@ def encode_texts(tokenizer, texts: list[str], length: int, pad_id: int,
     return ids, mask
 
 
+def _tokenizer_extension_hint() -> str:
+    from importlib import metadata
+
+    try:
+        release = ".".join(metadata.version("openvino").split(".")[:3])
+    except metadata.PackageNotFoundError:
+        return "pip install openvino openvino-tokenizers (the same release of both)"
+    return f"pip install 'openvino-tokenizers~={release}.0' (the release of your OpenVINO)"
+
+
+def load_tokenizer_extension():
+    """Import ``openvino_tokenizers``, which registers the string operations of a fused
+    tokenizer with OpenVINO (``edgessl.text.fused_tokenizer``).
+
+    Raises:
+        ConfigError: it is missing, or does not load with the installed OpenVINO.
+    """
+    try:
+        import openvino_tokenizers
+    except ImportError:
+        raise ConfigError("a fused tokenizer needs the openvino-tokenizers package: "
+                          f"{_tokenizer_extension_hint()}") from None
+    except Exception as exc:  # noqa: BLE001 - a mismatched extension raises RuntimeError & co.
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"openvino-tokenizers does not load with this OpenVINO ({first}); "
+                          f"{_tokenizer_extension_hint()}") from None
+    return openvino_tokenizers
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
@@ -98,10 +130,13 @@ def read_sidecar(folder: Path) -> dict:
             or not 2 <= len(labels) <= MAX_CLASSES
             or not all(isinstance(x, str) and len(x) <= MAX_LABEL_CHARS for x in labels)
             or not isinstance(length, int) or not 1 <= length <= MAX_SEQUENCE
-            or not isinstance(pad, int) or pad < 0):
+            or not isinstance(pad, int) or pad < 0
+            or meta.get("tokenizer", "file") not in ("file", "fused")
+            or (meta.get("tokenizer") == "fused"
+                and Path(str(meta.get("model_file"))).suffix != ".xml")):
         raise CheckpointError(f"'{printable(path)}' is not an edgessl text model description "
-                              f"(format {SIDECAR_FORMAT}: labels, max_length, pad_id); export "
-                              "the model again")
+                              f"(format {SIDECAR_FORMAT}: labels, max_length, pad_id, a fused "
+                              "tokenizer only in an OpenVINO .xml); export the model again")
     return meta
 
 
@@ -110,7 +145,8 @@ class OnnxRuntimeModel:
 
     runtime = "onnxruntime"
 
-    def __init__(self, model: Path, threads: int | None, cache_dir: Path | None = None) -> None:
+    def __init__(self, model: Path, threads: int | None, cache_dir: Path | None = None,
+                 fused: bool = False) -> None:
         import onnxruntime as ort
 
         from edgessl.safety import check_onnx_external_data
@@ -137,12 +173,15 @@ class OpenVinoModel:
 
     runtime = "openvino"
 
-    def __init__(self, model: Path, threads: int | None, cache_dir: Path | None = None) -> None:
+    def __init__(self, model: Path, threads: int | None, cache_dir: Path | None = None,
+                 fused: bool = False) -> None:
         import openvino as ov
 
         if not model.with_suffix(".bin").is_file():
             raise CheckpointError(f"'{printable(model)}' has no {model.stem}.bin beside it; "
                                   "export the model again")
+        if fused:  # its string operations must be registered before the IR is read
+            load_tokenizer_extension()
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads
@@ -155,6 +194,11 @@ class OpenVinoModel:
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         out = self.request.infer({INPUT_NAMES[0]: ids, INPUT_NAMES[1]: mask})
+        return np.asarray(out[self.compiled.output(OUTPUT_NAME)])
+
+    def run_text(self, text: str) -> np.ndarray:
+        """Logits [1, C] of one string, for an IR with its tokenizer fused in."""
+        out = self.request.infer([np.array([text])])
         return np.asarray(out[self.compiled.output(OUTPUT_NAME)])
 
 
@@ -213,8 +257,12 @@ class TextPredictor:
         except Exception as exc:  # noqa: BLE001 - the Rust library raises plain Exception
             raise CheckpointError(f"'{printable(folder / TOKENIZER_FILE)}' is not a tokenizer "
                                   f"file ({str(exc)[:200]})") from None
+        # The tokenizer inside the graph (edgessl.text.fused_tokenizer): strings go in as they
+        # are; tokenizer.json is kept for the sequence lengths the benchmark reports.
+        self.fused = self.meta.get("tokenizer") == "fused"
         self.model = RUNTIMES.get(model.suffix)(model, threads,
-                                                None if cache_dir is None else Path(cache_dir))
+                                                None if cache_dir is None else Path(cache_dir),
+                                                fused=self.fused)
         self.runtime: str = self.model.runtime
         self.labels: tuple[str, ...] = tuple(self.meta["labels"])
         self.max_length: int = self.meta["max_length"]
@@ -224,6 +272,8 @@ class TextPredictor:
         """Logits [C] of one text (tokenised, truncated and padded to the static [1, L])."""
         if not isinstance(text, str):
             raise DataError(f"a text model classifies strings, got {type(text).__name__}")
+        if self.fused:
+            return self.model.run_text(text)[0]
         ids, mask = encode_texts(self.tokenizer, [text], self.max_length, self.pad_id)
         return self.model.run(ids, mask)[0]
 

@@ -138,6 +138,7 @@ class TextExportJob:
     card: dict
     calib_size: int | None
     force: bool
+    fuse_tokenizer: bool = False
 
 
 def _export_openvino(model, job: TextExportJob):
@@ -146,7 +147,8 @@ def _export_openvino(model, job: TextExportJob):
     return export_text_openvino(model, job.out, job.precision, texts=job.check_on,
                                 calibration_texts=job.train_texts, card=job.card,
                                 force=job.force,
-                                calibration_size=job.calib_size or CALIBRATION_SIZE)
+                                calibration_size=job.calib_size or CALIBRATION_SIZE,
+                                fuse_tokenizer=job.fuse_tokenizer)
 
 
 def _export_onnx(model, job: TextExportJob):
@@ -216,12 +218,28 @@ def checkpoint_data(card: dict, data: str | Path | None):
     return found
 
 
+def check_fusable(fmt: str) -> None:
+    """Raise unless a tokenizer can be fused into ``fmt`` here (OpenVINO with its
+    openvino-tokenizers extension installed)."""
+    if fmt != "openvino":
+        raise ConfigError(f"--fuse-tokenizer needs OpenVINO (export --format openvino, deploy "
+                          f"--runtime openvino), not {fmt}: ONNX Runtime runs no string "
+                          "operations without a custom-op library, so an ONNX text model "
+                          "keeps tokenizer.json beside it")
+    from edgessl.text.runtime import load_tokenizer_extension
+
+    load_tokenizer_extension()
+
+
 def export_text_checkpoint(checkpoint: str | Path, fmt: str, precision: str,
                            out: str | Path | None = None, data: str | Path | None = None,
-                           calib_size: int | None = None, force: bool = False):
+                           calib_size: int | None = None, force: bool = False,
+                           fuse_tokenizer: bool = False):
     """Export a text classifier folder to ``out`` (default
     ``export/<checkpoint>-<format>-<precision>``), validated on its val split (or ``data``'s)
-    and, for OpenVINO int8, calibrated on ``calib_size`` of its training texts.
+    and, for OpenVINO int8, calibrated on ``calib_size`` of its training texts; with
+    ``fuse_tokenizer`` (OpenVINO) the tokenizer goes inside the IR
+    (``edgessl.text.fused_tokenizer``) and the default folder ends in ``-fused``.
 
     Returns:
         The TextExportResult.
@@ -232,8 +250,11 @@ def export_text_checkpoint(checkpoint: str | Path, fmt: str, precision: str,
 
     exporter = TEXT_FORMATS.get(fmt)
     exporter.precisions().get(precision)  # before any work
+    if fuse_tokenizer:
+        check_fusable(fmt)
     checkpoint = Path(checkpoint)
-    out = Path(out) if out else Path("export") / f"{checkpoint.resolve().name}-{fmt}-{precision}"
+    out = Path(out) if out else Path("export") / (f"{checkpoint.resolve().name}-{fmt}-{precision}"
+                                                  + ("-fused" if fuse_tokenizer else ""))
     check_outputs({"--out": out}, {"MODEL": checkpoint, "--data": data}, force=force)
     model, card = load_text_classifier(checkpoint)
     labeled = checkpoint_data(card, data)
@@ -244,7 +265,7 @@ def export_text_checkpoint(checkpoint: str | Path, fmt: str, precision: str,
                                  tuple(y for _, y in labeled.val))
         train = [t for t, _ in labeled.train]
     return exporter.export(model, TextExportJob(out, precision, check_on, train, card, calib_size,
-                                         force))
+                                         force, fuse_tokenizer))
 
 
 def predict_texts(artifact: str | Path, texts: list[str], top_k: int = 1,
