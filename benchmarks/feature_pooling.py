@@ -68,7 +68,7 @@ def run_set(name: str, root: Path, k: int, subsets: int) -> dict:
     data = load_labeled(root, 0.2, 0)
     picks = [labels_per_class(data.train, k, seed, data.classes) for seed in range(subsets)]
     train = sorted({p for pick in picks for p, _ in pick})
-    side = start_side(start, (p for p, _ in data.train))
+    side = start_side(start)
     source = resolve_backbone(start.name, side, "resnet_tiny")
     assert source.backbone.spec.features == "stages"
     backbone = source.backbone.eval()

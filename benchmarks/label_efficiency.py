@@ -131,13 +131,11 @@ def pretrain_stage(ds: Dataset, args) -> Path:
 
 
 def _start_size(ds: Dataset) -> int:
-    """The side ``finetune`` gives the default start on this data (so both probes compare
-    at one size)."""
+    """The side ``finetune`` gives the default start (so both probes compare at one size)."""
     from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED
-    from edgessl.data.labeled import load_labeled
     from edgessl.finetune.train import start_side
 
-    return start_side(PRETRAINED.get(DEFAULT_START), [p for p, _ in load_labeled(ds.root).train])
+    return start_side(PRETRAINED.get(DEFAULT_START))
 
 
 def continued_stage(ds: Dataset, args) -> Path:
@@ -224,7 +222,9 @@ def markdown(summary: dict) -> str:
              "`benchmarks/unseen_sets.py`):", "",
              *[f"    {c}" for c in [*summary["meta"].get("earlier_commands", []),
                                     summary["meta"]["command"]]],
-             "", f"Host: {summary['meta'].get('host', 'not recorded')}", ""]
+             "", f"Host of the last command: {summary['meta'].get('host', 'not recorded')}"
+             + (f"; earlier commands ran on {', '.join(summary['meta']['earlier_hosts'])}"
+                if summary["meta"].get("earlier_hosts") else ""), ""]
     for name, arms in summary["datasets"].items():
         meta = summary["meta"]["pretraining"].get(name, {})
         shown = [a for a in ARMS if a in arms]
@@ -333,6 +333,9 @@ def main() -> None:
     ap.add_argument("--stage", choices=["pretrain", "evaluate", "all"], default="all")
     ap.add_argument("--work", type=Path, default=Path("benchmarks/work/label_efficiency"))
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--rerun", action="store_true",
+                    help="measure --arms again on these datasets even where results exist "
+                         "(after a change to what an arm does)")
     args = ap.parse_args()
     args.ks = [None if k == "all" else int(k) for k in args.ks]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -343,10 +346,16 @@ def main() -> None:
     cache = json.loads(cache_file.read_text()) if cache_file.is_file() else _cache_from(old)
     meta = {"command": " ".join(["python benchmarks/label_efficiency.py", *sys.argv[1:]]),
             "host": _host(), "pretraining": old["meta"].get("pretraining", {}),
+            "earlier_hosts": [h for h in dict.fromkeys([*old["meta"].get("earlier_hosts", []),
+                                                        old["meta"].get("host")])
+                              if h and h != _host()],
             "earlier_commands": list(dict.fromkeys(
                 [*old["meta"].get("earlier_commands", []),
                  *([old["meta"]["command"]] if "command" in old["meta"] else [])]))}
     sets = datasets(args)
+    if args.rerun:
+        again = {(d.name, arm) for d in sets for arm in args.arms}
+        cache = {key: v for key, v in cache.items() if tuple(key.split("|")[:2]) not in again}
     for ds in sets:
         ckpts = {}
         if any(a in SSL_ARMS for a in args.arms) or args.stage == "pretrain":

@@ -2,9 +2,10 @@
 
 EfficientNet-Lite0 (ImageNet, edgessl's default start) frozen, features at several input sides,
 logistic regression on 10 labels per class of cifar10-subset (32 px photos), top-1 on 100 test
-images per class, mean over 3 label subsets (the raw-pixel baseline beside it). It chose
-``MIN_PRETRAINED_SIDE`` in ``edgessl/backbones/pretrained.py``: the side where accuracy stops
-rising faster than the cost (which grows with the square of the side).
+images per class, mean over 3 label subsets (the raw-pixel baseline beside it). It first chose
+128 px as the smallest side a start gets (accuracy rises more slowly than the cost above it);
+``benchmarks/start_size_unseen.py`` then showed the start's training size gains on every set
+tried, which is ``default_size`` in ``edgessl/backbones/pretrained.py`` today.
 
     python benchmarks/pretrained_size.py                 # sides 32 64 96 128 160 224
     python benchmarks/pretrained_size.py --sizes 64 128

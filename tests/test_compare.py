@@ -68,19 +68,21 @@ def test_compare_runs_every_arm_on_the_same_folds_and_reports(digits_dir, tmp_pa
 def test_the_pretrained_arms_run_at_finetunes_size_unless_told(digits_dir, tmp_path,
                                                                 caplog):
     """The recommended start is measured as ``finetune`` would ship it (32 px digits -> the
-    start's minimum side, 128 px)."""
+    start's training size, 224 px)."""
     import logging
 
-    from edgessl.backbones.pretrained import MIN_PRETRAINED_SIDE
+    from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED
+
+    side = PRETRAINED.get(DEFAULT_START).input_size
 
     root = _folder(digits_dir, tmp_path, classes=2)
     with caplog.at_level(logging.INFO, logger="edgessl"):
         compare(CompareConfig(data=str(root), labels_per_class=3, folds=3, arms=("pretrained",),
                               out=str(tmp_path / "cmp")))
-    assert f"pretrained arms at {MIN_PRETRAINED_SIDE} px" in caplog.text
+    assert f"pretrained arms at {side} px" in caplog.text
     saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
-    assert saved["settings"]["pretrained_size"] == MIN_PRETRAINED_SIDE
-    assert f"{MIN_PRETRAINED_SIDE} px" in (tmp_path / "cmp" / "compare.md").read_text()
+    assert saved["settings"]["pretrained_size"] == side == 224
+    assert f"{side} px" in (tmp_path / "cmp" / "compare.md").read_text()
 
 
 def test_compare_refuses_bad_settings_before_any_work(digits_dir, tmp_path):

@@ -264,24 +264,20 @@ def load_pretrained_into(model: torch.nn.Module, start: PretrainedStart) -> int:
     return len(body)
 
 
-# Below this side, ImageNet features lose most of their value: on CIFAR-10 (32 px photos),
-# EfficientNet-Lite0 frozen + logistic regression at 10 labels per class gave 23.1% at 32 px,
-# 44.4% at 64, 56.4% at 96, 59.4% at 128, 61.0% at 160 and 61.0% at 224, for 1.6x and 3x the
-# compute of 128 px (benchmarks/results/pretrained_size.md).
-MIN_PRETRAINED_SIDE = 128
+# The side a pretrained start sees when none is given: its training size, whatever the size
+# of the images. EfficientNet-Lite0 frozen + logistic regression at 10 labels per class (3 label
+# subsets) gained from 128 px (the previous floor for small images) to 224 px on every set
+# tried: CIFAR-10 59.4 -> 61.0, Noto emoji (64 px drawings) 62.5 -> 65.5, Fashion-MNIST (28 px,
+# not used to choose) 77.4 -> 79.2. Above it, for 300 px images, 288 px gave radio galaxies
+# 55.6 -> 56.9 (± 4) and solar cells 45.8 -> 45.2 for 1.65x the compute: no gain worth it
+# (benchmarks/results/start_size_unseen.md, pretrained_size.md). 224 px costs 3x 128 px;
+# --image-size trades accuracy back for speed.
 
 
-def default_size(start: PretrainedStart, data_side: int | None = None) -> int:
-    """The input side for ``start`` when none is given, from the data's typical side.
-
-    Small images are upscaled to ``MIN_PRETRAINED_SIDE`` (where the pretrained features
-    recover), large ones are taken at their own size up to the start's training size; a
-    multiple of 32 keeps every stage of the network aligned. Unknown data: the training size.
-    """
-    if data_side is None:
-        return start.input_size
-    side = min(max(data_side, MIN_PRETRAINED_SIDE), start.input_size)
-    return max(32, 32 * (side // 32))
+def default_size(start: PretrainedStart) -> int:
+    """The input side for ``start`` when none is given: its training size, as a multiple of
+    32 (every stage of the network stays aligned; see above)."""
+    return max(32, 32 * (start.input_size // 32))
 
 
 @dataclass(frozen=True)

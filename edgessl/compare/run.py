@@ -52,7 +52,7 @@ class CompareConfig:
         arch: the architecture of the scratch and SSL-from-scratch arms.
         image_size: side (px) for pixels, scratch and SSL from scratch.
         pretrained_size: side (px) for the pretrained arms; None = the side ``finetune``
-            would give the start on this data (``default_size``), so the recommended start is
+            gives the start (``default_size``: its training size), so the recommended start is
             measured as it would be shipped.
         ssl_method, ssl_epochs, ssl_batch_size: SSL from scratch.
         continued_epochs: epochs of SSL continued from the pretrained start.
@@ -198,13 +198,12 @@ def _settings(cfg: CompareConfig) -> dict:
             for k, v in asdict(cfg).items() if k in keep}
 
 
-def _start_side(cfg: CompareConfig, chosen) -> int:
-    """The side ``finetune`` gives ``cfg.start`` on these images."""
+def _start_side(cfg: CompareConfig) -> int:
+    """The side ``finetune`` gives ``cfg.start``."""
     from edgessl.finetune.train import start_side
 
-    side = start_side(find_start(cfg.start), [p for p, _ in chosen])
-    log.info("pretrained arms at %d px (finetune's size for %s on these images)", side,
-             cfg.start)
+    side = start_side(find_start(cfg.start))
+    log.info("pretrained arms at %d px (finetune's size for %s)", side, cfg.start)
     return side
 
 
@@ -225,7 +224,7 @@ def compare(cfg: CompareConfig) -> CompareResult:
         require_dir(cfg.unlabeled, "unlabeled data folder")
     data, chosen, rest = _labeled_pool(cfg)
     if cfg.pretrained_size is None:
-        cfg = dataclasses.replace(cfg, pretrained_size=_start_side(cfg, chosen))
+        cfg = dataclasses.replace(cfg, pretrained_size=_start_side(cfg))
     folds = make_folds(chosen, cfg.folds, cfg.seed, data.classes)
     with atomic_dir(out, force=cfg.force) as tmp:
         work = tmp / "work"

@@ -60,7 +60,7 @@ class FinetuneConfig:
             pretrained backbone, full for scratch.
         labels_per_class: K labels of each class (stratified, seeded); None = all.
         image_size: pixels; None = the checkpoint's (32 for scratch; for a pretrained start
-            the data's typical side, at least 128, at most the start's training size).
+            the start's training size: ``edgessl.backbones.pretrained.default_size``).
         epochs, batch_size, lr, weight_decay: full fine-tuning's AdamW with cosine decay;
             None = its default (50 epochs, lr 2e-3).
         probe_c: inverse L2 strength of the linear probe (scikit-learn's C), solved exactly;
@@ -282,23 +282,21 @@ def default_start() -> str:
     return start.name
 
 
-def start_side(start, paths) -> int:
-    """The input side ``finetune`` gives the pretrained ``start`` on these images: its
-    ``default_size`` for their typical side."""
+def start_side(start) -> int:
+    """The input side ``finetune`` gives the pretrained ``start``: ``default_size``."""
     from edgessl.backbones.pretrained import default_size
-    from edgessl.data.images import typical_side
 
-    return default_size(start, typical_side(paths))
+    return default_size(start)
 
 
 def _image_size(cfg: FinetuneConfig, backbone: str, data: LabeledData) -> int | None:
-    """``cfg.image_size``, or for a pretrained start a size from the data's typical side."""
+    """``cfg.image_size``, or for a pretrained start its ``start_side``."""
     from edgessl.backbones.pretrained import find_start
 
     start = find_start(backbone)
     if cfg.image_size is not None or start is None:
         return cfg.image_size
-    return start_side(start, (p for p, _ in data.train))
+    return start_side(start)
 
 
 def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneResult:
