@@ -161,8 +161,9 @@ def evaluate(ds: Dataset, arm: str, k: int | None, seed: int, ckpts: dict, args)
     from edgessl.finetune.baseline import pixel_logistic_regression
     from edgessl.finetune.train import FinetuneConfig, finetune
 
-    if arm == "pixels":
-        return pixel_logistic_regression(load_labeled(ds.root), k, seed, ds.image_size)
+    if arm == "pixels":  # on the seed's split, as finetune splits a single folder
+        return pixel_logistic_regression(load_labeled(ds.root, 0.2, seed), k, seed,
+                                         ds.image_size)
     epochs = ds.all_epochs if k is None and not arm.endswith("linear") else None
     common = dict(data=str(ds.root), labels_per_class=k, seed=seed, hflip=ds.hflip,
                   out=str(args.work / "ft" / f"{ds.name}-{arm}-{k}-{seed}"), force=True)
