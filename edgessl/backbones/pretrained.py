@@ -267,10 +267,10 @@ def load_pretrained_into(model: torch.nn.Module, start: PretrainedStart) -> int:
 # The side a pretrained start sees when none is given: its training size, whatever the size
 # of the images. EfficientNet-Lite0 frozen + logistic regression at 10 labels per class (3 label
 # subsets) gained from 128 px (the previous floor for small images) to 224 px on every set
-# tried: CIFAR-10 59.4 -> 61.0, Noto emoji (64 px drawings) 62.5 -> 65.5, Fashion-MNIST (28 px,
+# tried: CIFAR-10 60.2 -> 63.1, Noto emoji (64 px drawings) 62.5 -> 65.5, Fashion-MNIST (28 px,
 # not used to choose) 77.4 -> 79.2. Above it, for 300 px images, 288 px gave radio galaxies
 # 55.6 -> 56.9 (± 4) and solar cells 45.8 -> 45.2 for 1.65x the compute: no gain worth it
-# (benchmarks/results/start_size_unseen.md, pretrained_size.md). 224 px costs 3x 128 px;
+# (benchmarks/results/start_size_unseen.md, label_efficiency.md). 224 px costs 3x 128 px;
 # --image-size trades accuracy back for speed.
 
 

@@ -2,10 +2,10 @@
 
 ``openvino-tokenizers`` (``convert_tokenizer``) turns a Hugging Face tokenizer into OpenVINO
 operations; here it is truncated and padded to the classifier's static length L and joined in
-front of the classifier's IR (``connect_models``), so one ``model.xml`` takes a batch of one
-string and returns the logits. An application then needs OpenVINO and the extension library
-only: no ``tokenizers`` wheel and no tokenization code of its own (a C++ application reads the
-same IR after loading the extension).
+front of the classifier's IR through a Reshape to [1, L] (``_join``), so one ``model.xml``
+takes a batch of one string and returns the logits. An application then needs OpenVINO and the
+extension library only: no tokenization code of its own (a C++ application reads the same IR
+after loading the extension).
 
 A converted tokenizer is never trusted on its word: before the IR is written, its token ids
 and mask are compared with ``tokenizers``' (the code that trained the classifier) on the
