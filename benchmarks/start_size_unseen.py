@@ -23,7 +23,9 @@ Raw-pixel logistic regression (``pixel_logistic_regression`` at the typical side
         --fashion-from deb/usr/share/datasets
 
 Features are cached in ``--work`` (one .npz per set and side). Writes
-results/start_size_unseen.{json,md}.
+results/start_size_unseen.{json,md}. ``--start efficientnet_lite2.in1k`` measures another start
+the same way (old and new rules at its own training size, no "above" column) into
+results/start_size_unseen-<start>.{json,md}.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-K, SEEDS, START = 10, (0, 1, 2), "efficientnet_lite0.in1k"
+K, SEEDS, DEFAULT = 10, (0, 1, 2), "efficientnet_lite0.in1k"
 FASHION = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
            "bag", "ankle_boot")
 
@@ -63,7 +65,7 @@ def old_side(start, data_side: int) -> int:
     return max(32, 32 * (side // 32))
 
 
-def features(root: Path, side: int, cache: Path) -> dict:
+def features(root: Path, start: str, side: int, cache: Path) -> dict:
     """Every image's pooled features at ``side`` (cached)."""
     import torch
 
@@ -74,7 +76,7 @@ def features(root: Path, side: int, cache: Path) -> dict:
     if cache.is_file():
         f = np.load(cache)
         return {"paths": list(f["paths"]), "mean": f["mean"]}
-    source = resolve_backbone(START, side, None, None, None)
+    source = resolve_backbone(start, side, None, None, None)
     backbone = source.backbone.eval()
     normalize = normalize_fn(source.mean, source.std)
     data = load_labeled(root, 0.2, 0)
@@ -128,12 +130,15 @@ def main() -> None:
     ap.add_argument("--folder", action="append", default=[], metavar="NAME=DIR")
     ap.add_argument("--fashion-from", type=Path, help="the unpacked dataset-fashion-mnist")
     ap.add_argument("--work", type=Path, default=Path("benchmarks/work/start_size"))
+    ap.add_argument("--start", default=DEFAULT, help="the pretrained start to measure; "
+                    "another than the default writes start_size_unseen-<start>.{json,md}")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sets = dict(item.split("=", 1) for item in args.folder)
     if args.fashion_from:
         sets["fashion-mnist"] = str(write_fashion(args.fashion_from, args.work / "fashion"))
-    start = PRETRAINED.get(START)
+    start = PRETRAINED.get(args.start)
+    tag = "" if args.start == DEFAULT else f"-{args.start}"
     rows = []
     for name, folder in sets.items():
         root = Path(folder)
@@ -141,20 +146,20 @@ def main() -> None:
         row = {"set": name, "typical_side": side,
                "pixels": 100 * np.mean(pixels(root, min(side, 64)))}
         rules = [("old", old_side(start, side)), ("new", default_size(start))]
-        if side > start.input_size:
+        if side > start.input_size and not tag:  # measured for the default start only
             rules.append(("above", 32 * (min(side, int(1.3 * start.input_size)) // 32)))
         for rule, size in rules:
             begin = time.perf_counter()
-            f = features(root, size, args.work / f"{name}-{size}.npz")
+            f = features(root, start.name, size, args.work / f"{name}{tag}-{size}.npz")
             runs = [100 * probe_top1(f, root, s) for s in SEEDS]
             row[rule] = {"side": size, "top1": float(np.mean(runs)), "std": float(np.std(runs)),
                          "runs": runs, "seconds": time.perf_counter() - begin}
         rows.append(row)
         print(row, flush=True)
-    report = {"date": dt.date.today().isoformat(), "host": device_stamp(), "start": START,
+    report = {"date": dt.date.today().isoformat(), "host": device_stamp(), "start": start.name,
               "labels_per_class": K, "seeds": list(SEEDS), "rows": rows}
     lines = ["# Input side of the pretrained start: old rule vs new", "",
-             f"{START} frozen + edgessl's linear probe, {K} labels per class, mean ± std over "
+             f"{start.name} frozen + edgessl's linear probe, {K} labels per class, mean ± std over "
              f"{len(SEEDS)} seeds, top-1 % on each set's val split. Host: "
              f"{report['host']['cpu']}, {report['host']['logical_cores']} cores; "
              f"{report['date']}.", "",
@@ -168,8 +173,8 @@ def main() -> None:
                      f"{r['new']['side']} | {r['new']['top1']:.1f} ± {r['new']['std']:.1f} | "
                      f"{r['new']['top1'] - r['old']['top1']:+.1f} | {above} |")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "start_size_unseen.json").write_text(json.dumps(report, indent=2))
-    (RESULTS / "start_size_unseen.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"start_size_unseen{tag}.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / f"start_size_unseen{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
