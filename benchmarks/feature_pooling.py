@@ -60,15 +60,14 @@ def _features(backbone, paths, side: int, mean, std) -> np.ndarray:
 
 def run_set(name: str, root: Path, k: int, subsets: int) -> dict:
     from edgessl.backbone_source import resolve_backbone
-    from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED
+    from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED, default_size
     from edgessl.data.labeled import labels_per_class, load_labeled
-    from edgessl.finetune.train import start_side
 
     start = PRETRAINED.get(DEFAULT_START)
     data = load_labeled(root, 0.2, 0)
     picks = [labels_per_class(data.train, k, seed, data.classes) for seed in range(subsets)]
     train = sorted({p for pick in picks for p, _ in pick})
-    side = start_side(start)
+    side = default_size(start)
     source = resolve_backbone(start.name, side, "resnet_tiny")
     assert source.backbone.spec.features == "stages"
     backbone = source.backbone.eval()

@@ -132,10 +132,9 @@ def pretrain_stage(ds: Dataset, args) -> Path:
 
 def _start_size(ds: Dataset) -> int:
     """The side ``finetune`` gives the default start (so both probes compare at one size)."""
-    from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED
-    from edgessl.finetune.train import start_side
+    from edgessl.backbones.pretrained import DEFAULT_START, PRETRAINED, default_size
 
-    return start_side(PRETRAINED.get(DEFAULT_START))
+    return default_size(PRETRAINED.get(DEFAULT_START))
 
 
 def continued_stage(ds: Dataset, args) -> Path:

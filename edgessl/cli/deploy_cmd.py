@@ -59,8 +59,7 @@ def deploy(
             echo(text_bundle_summary(build_text_bundle(model, config)))
             return
         if fuse_tokenizer:
-            from edgessl.errors import ConfigError
+            from edgessl.text.workflow import fusion_needs_text
 
-            raise ConfigError(f"--fuse-tokenizer applies to text classifiers; '{model}' is not "
-                              "one: drop it")
+            raise fusion_needs_text(model)
         echo(bundle_summary(build_bundle(model, config)))

@@ -107,10 +107,9 @@ def export(
             echo(render_text_report(result))
             return
         if fuse_tokenizer:
-            from edgessl.errors import ConfigError
+            from edgessl.text.workflow import fusion_needs_text
 
-            raise ConfigError(f"--fuse-tokenizer applies to text classifiers; '{model}' is not "
-                              "one: drop it")
+            raise fusion_needs_text(model)
         from edgessl.export.api import ExportConfig, export_model
         from edgessl.export.schemes import QuantizeConfig
 

@@ -200,9 +200,9 @@ def _settings(cfg: CompareConfig) -> dict:
 
 def _start_side(cfg: CompareConfig) -> int:
     """The side ``finetune`` gives ``cfg.start``."""
-    from edgessl.finetune.train import start_side
+    from edgessl.backbones.pretrained import default_size
 
-    side = start_side(find_start(cfg.start))
+    side = default_size(find_start(cfg.start))
     log.info("pretrained arms at %d px (finetune's size for %s)", side, cfg.start)
     return side
 

@@ -282,23 +282,6 @@ def default_start() -> str:
     return start.name
 
 
-def start_side(start) -> int:
-    """The input side ``finetune`` gives the pretrained ``start``: ``default_size``."""
-    from edgessl.backbones.pretrained import default_size
-
-    return default_size(start)
-
-
-def _image_size(cfg: FinetuneConfig, backbone: str, data: LabeledData) -> int | None:
-    """``cfg.image_size``, or for a pretrained start its ``start_side``."""
-    from edgessl.backbones.pretrained import find_start
-
-    start = find_start(backbone)
-    if cfg.image_size is not None or start is None:
-        return cfg.image_size
-    return start_side(start)
-
-
 def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneResult:
     """Train a classifier as ``cfg`` says, evaluate it on the val split and save it.
 
@@ -327,8 +310,10 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
     train = labels_per_class(data.train, cfg.labels_per_class, cfg.seed, data.classes)
     backbone_text = cfg.backbone or default_start()
     seed_everything(cfg.seed)  # before the backbone exists: a scratch init depends on it
-    source = resolve_backbone(backbone_text, _image_size(cfg, backbone_text, data), cfg.arch,
-                              cfg.weights, cfg.weights_key)
+    # image_size None: a pretrained start's training size (``default_size``), else the
+    # checkpoint's or architecture's own
+    source = resolve_backbone(backbone_text, cfg.image_size, cfg.arch, cfg.weights,
+                              cfg.weights_key)
     mode = cfg.mode or ("full" if source.method == "scratch" else "linear")
     _check(cfg, mode)
     out = Path(cfg.out or Path("models") / (

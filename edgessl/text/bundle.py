@@ -176,6 +176,7 @@ def _entry(name: str, folder: Path, tmp: Path) -> dict:
 
 def _copy_export(folder: Path, runtime: str, config: DeployConfig, tmp: Path) -> dict:
     from edgessl.text.runtime import model_file, read_sidecar
+    from edgessl.text.workflow import export_name
 
     if config.precisions:
         raise ConfigError("--precision applies to a checkpoint; this text model is exported "
@@ -187,8 +188,8 @@ def _copy_export(folder: Path, runtime: str, config: DeployConfig, tmp: Path) ->
         raise ConfigError(f"'{folder.name}' runs on {own}, but this bundle uses {runtime}; "
                           f"pass --runtime {own} (if the profile lists it) or the classifier "
                           "folder")
-    name = (f"{TEXT_FORMAT_FOR_RUNTIME[runtime]}-{meta.get('precision', 'fp32')}"
-            + ("-fused" if meta.get("tokenizer") == "fused" else ""))
+    name = export_name(TEXT_FORMAT_FOR_RUNTIME[runtime], meta.get("precision", "fp32"),
+                       meta.get("tokenizer") == "fused")
     dest = tmp / "models" / name
     dest.mkdir(parents=True)
     for f in text_model_files(folder, file):  # what the model is, nothing else in the folder
@@ -235,12 +236,12 @@ def _precisions(profile, fmt: str, wanted: tuple[str, ...]) -> list[str]:
 
 def _export_all(checkpoint: Path, profile, runtime: str, config: DeployConfig,
                 tmp: Path) -> list[dict]:
-    from edgessl.text.workflow import export_text_checkpoint
+    from edgessl.text.workflow import export_name, export_text_checkpoint
 
     fmt = TEXT_FORMAT_FOR_RUNTIME[runtime]
     entries = []
     for precision in _precisions(profile, fmt, config.precisions):
-        name = f"{fmt}-{precision}" + ("-fused" if config.fuse_tokenizer else "")
+        name = export_name(fmt, precision, config.fuse_tokenizer)
         result = export_text_checkpoint(checkpoint, fmt, precision,
                                         out=tmp / "models" / name, data=config.data,
                                         fuse_tokenizer=config.fuse_tokenizer)

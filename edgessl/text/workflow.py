@@ -218,6 +218,18 @@ def checkpoint_data(card: dict, data: str | Path | None):
     return found
 
 
+def export_name(fmt: str, precision: str, fused: bool) -> str:
+    """A text export's name: ``<format>-<precision>``, ending in ``-fused`` when the tokenizer
+    is inside the model (export folders and bundle model entries alike)."""
+    return f"{fmt}-{precision}" + ("-fused" if fused else "")
+
+
+def fusion_needs_text(model) -> ConfigError:
+    """The error for ``--fuse-tokenizer`` given with a model that is not a text classifier."""
+    return ConfigError(f"--fuse-tokenizer applies to text classifiers; '{model}' is not one: "
+                       "drop it")
+
+
 def check_fusable(fmt: str) -> None:
     """Raise unless a tokenizer can be fused into ``fmt`` here (OpenVINO with its
     openvino-tokenizers extension installed)."""
@@ -253,8 +265,8 @@ def export_text_checkpoint(checkpoint: str | Path, fmt: str, precision: str,
     if fuse_tokenizer:
         check_fusable(fmt)
     checkpoint = Path(checkpoint)
-    out = Path(out) if out else Path("export") / (f"{checkpoint.resolve().name}-{fmt}-{precision}"
-                                                  + ("-fused" if fuse_tokenizer else ""))
+    out = Path(out) if out else Path("export") / (
+        f"{checkpoint.resolve().name}-{export_name(fmt, precision, fuse_tokenizer)}")
     check_outputs({"--out": out}, {"MODEL": checkpoint, "--data": data}, force=force)
     model, card = load_text_classifier(checkpoint)
     labeled = checkpoint_data(card, data)
