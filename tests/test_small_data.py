@@ -228,3 +228,78 @@ def test_ssl_continues_from_a_pretrained_start_with_its_settings(digits_dir, tmp
     assert card.training["norm_statistics_held"] == 0
     assert not torch.equal(model.model.state_dict()["bn2.running_mean"],
                            weights["bn2.running_mean"])
+
+
+def _epochs(losses):
+    return [{"epoch": i + 1, "loss": loss} for i, loss in enumerate(losses)]
+
+
+def test_a_fine_tune_loss_at_chance_or_unmoved_is_not_learning_but_a_low_flat_one_is():
+    from edgessl.finetune.monitor import full_not_learning, probe_not_learning, val_at_chance
+
+    chance = math.log(10)
+    assert "chance level" in full_not_learning(_epochs([2.31, 2.30, 2.29, 2.30]), 4, 10)
+    assert "not moved" in full_not_learning(_epochs([1.60, 1.59, 1.59, 1.58]), 4, 10)
+    assert full_not_learning(_epochs([2.31, 2.30]), 8, 10) is None  # too early to judge
+    assert full_not_learning(_epochs([2.3, 1.2, 0.6, 0.3]), 4, 10) is None  # learning
+    # converged in the first epoch (a pretrained start on easy data): nothing left to fall
+    assert full_not_learning(_epochs([0.05, 0.05, 0.049, 0.05]), 4, 10) is None
+    assert full_not_learning(_epochs([float("nan")] * 4), 4, 10) is None  # refused later
+    assert full_not_learning(_epochs([0.7, 0.7, 0.7]), 3, 1) is None  # one class: no chance
+    assert "chance level" in probe_not_learning(0.99 * chance, 10)
+    assert probe_not_learning(0.2 * chance, 10) is None
+    assert "val top-1 11.0%" in val_at_chance(0.11, 10)
+    assert val_at_chance(0.2, 10) is None
+
+
+def _same_image_in_every_class(root, classes=3, per_class=6):
+    from PIL import Image
+
+    image = Image.fromarray(torch.randint(0, 255, (16, 16, 3), dtype=torch.uint8,
+                                          generator=torch.Generator().manual_seed(0)).numpy())
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            image.save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+def test_a_fine_tune_that_cannot_learn_says_so_and_the_card_records_it(digits_dir, tmp_path,
+                                                                        caplog):
+    """lr 1e-9 leaves a full fine-tune at its first loss: warned during training."""
+    from edgessl.checkpoint import read_card
+    from edgessl.finetune.train import FinetuneConfig, finetune
+
+    with caplog.at_level(logging.WARNING, logger="edgessl"):
+        finetune(FinetuneConfig(data=str(digits_dir), backbone="scratch:resnet_micro",
+                                image_size=16, mode="full", epochs=4, lr=1e-9,
+                                labels_per_class=5, out=str(tmp_path / "ft")))
+    assert "NOT LEARNING WARNING: the classifier is not learning" in caplog.text
+    assert "--lr" in caplog.text
+    assert read_card(tmp_path / "ft").training["not_learning"]
+
+
+def test_a_probe_on_features_that_cannot_tell_the_classes_apart_says_so(tmp_path, caplog):
+    """Every class holds the same image: the probe's loss and val top-1 are at chance."""
+    from edgessl.checkpoint import read_card
+    from edgessl.finetune.train import FinetuneConfig, finetune
+
+    data = _same_image_in_every_class(tmp_path / "same")
+    with caplog.at_level(logging.WARNING, logger="edgessl"):
+        finetune(FinetuneConfig(data=str(data), backbone="scratch:resnet_micro", image_size=16,
+                                mode="linear", probe_c=1.0, out=str(tmp_path / "ft")))
+    assert "linear probe's training loss" in caplog.text and "val top-1" in caplog.text
+    assert "do not tell your classes apart" in caplog.text
+    assert "at chance" in read_card(tmp_path / "ft").training["not_learning"]
+
+
+def test_a_probe_that_learns_gives_no_warning(digits_dir, tmp_path, caplog):
+    """Even random conv features separate the digits well above chance."""
+    from edgessl.finetune.train import FinetuneConfig, finetune
+
+    with caplog.at_level(logging.WARNING, logger="edgessl"):
+        result = finetune(FinetuneConfig(data=str(digits_dir), backbone="scratch:resnet_micro",
+                                         image_size=16, mode="linear", labels_per_class=10,
+                                         out=str(tmp_path / "ft")))
+    assert result.metrics["top1"] > 0.3
+    assert "NOT LEARNING" not in caplog.text

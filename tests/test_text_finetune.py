@@ -80,3 +80,27 @@ def test_config_errors_name_the_field():
         TextFinetuneConfig(mode="fulll")
     with pytest.raises(FieldError, match="lr must be > 0"):
         TextFinetuneConfig(lr=-1.0)
+
+
+def test_a_probe_that_cannot_tell_the_classes_apart_says_so(bert, tmp_path, caplog):
+    """Both classes hold the same sentences: the probe's loss and val top-1 are at chance."""
+    import logging
+
+    lines = [f"the same words {w} again" for w in ("red", "blue", "green", "cold", "warm",
+                                                   "fast", "slow", "big", "small", "old")]
+    for label in ("left", "right"):
+        (tmp_path / "same" / label).mkdir(parents=True)
+        (tmp_path / "same" / label / "x.txt").write_text("\n".join(lines) + "\n")
+    data = load_text_set(tmp_path / "same", 0.3)
+    with caplog.at_level(logging.WARNING, logger="edgessl"):
+        result = finetune_text(TextFinetuneConfig(mode="probe", probe_c=1.0), data, bert)
+    assert "NOT LEARNING WARNING" in caplog.text and "do not tell your classes apart" in caplog.text
+    assert "chance level" in result.card["training"]["not_learning"]
+
+
+def test_a_probe_that_learns_records_no_warning(toy, bert, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="edgessl"):
+        result = finetune_text(TextFinetuneConfig(mode="probe", labels_per_class=8), toy, bert)
+    assert "NOT LEARNING" not in caplog.text and "not_learning" not in result.card["training"]

@@ -27,6 +27,13 @@ from edgessl.data.labeled import LabeledData, fingerprint, labels_per_class, loa
 from edgessl.data.tensors import ImageDataset
 from edgessl.errors import ConfigError, Interrupted, OutputExistsError
 from edgessl.finetune.evaluate import classification_metrics, predict_logits
+from edgessl.finetune.monitor import (
+    FULL_ADVICE,
+    PROBE_ADVICE,
+    probe_not_learning,
+    val_at_chance,
+    warn_if_full_not_learning,
+)
 from edgessl.limits import MAX_IMAGE_SIDE
 from edgessl.models import Classifier, save_model
 from edgessl.training import (
@@ -162,7 +169,9 @@ def _sample_span(z: np.ndarray) -> np.ndarray:
         return np.eye(z.shape[1])
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     keep = s > s.max() * max(z.shape) * np.finfo(z.dtype).eps
-    return vt[keep]
+    # features identical for every image (one image in every class, a collapsed backbone)
+    # span nothing: one coordinate, zero for all, leaves the probe its intercept (the prior)
+    return vt[keep] if keep.any() else vt[:1]
 
 
 def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr,
@@ -206,7 +215,12 @@ def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg,
         model.head.weight.copy_(torch.from_numpy(full_w / sigma))
         model.head.bias.copy_(torch.from_numpy(full_b - (full_w / sigma) @ mu))
     progress["epochs_done"] = 0
-    return float(log_loss(labels, clf.predict_proba(zs), labels=clf.classes_))
+    loss = float(log_loss(labels, clf.predict_proba(zs), labels=clf.classes_))
+    reason = probe_not_learning(loss, len(clf.classes_))
+    if reason is not None:
+        log.warning("NOT LEARNING WARNING: %s; %s", reason, PROBE_ADVICE)
+        progress["not_learning"] = reason
+    return loss
 
 
 def train_full(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs, lr,
@@ -232,22 +246,32 @@ def train_full(model: Classifier, dataset: ImageDataset, normalize, cfg, epochs,
     sched = cosine_with_warmup(opt, epochs * len(loader), min(len(loader), 10))
     model.train()
     loss = torch.tensor(float("nan"))
+    classes = len(set(dataset.labels))
+    history: list[dict] = []
+    warned = False
     with progress_bar(epochs * len(loader), "finetune full") as bar:
-        for _ in range(epochs):
+        for epoch in range(1, epochs + 1):
             if _stopped(stop):
                 break
+            losses = []
             for x, y in loader:
                 loss = torch.nn.functional.cross_entropy(model(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
+                losses.append(loss.item())
                 bar.set_postfix(loss=f"{loss.item():.3f}")
                 bar.update(1)
                 if _stopped(stop):
                     break
             else:
                 progress["epochs_done"] += 1
+                history.append({"epoch": epoch, "loss": sum(losses) / len(losses)})
+                reason = warn_if_full_not_learning(history, epochs, classes, warned)
+                if reason is not None:
+                    warned = True
+                    progress["not_learning"] = reason
     model.eval()
     return float(loss.item())
 
@@ -354,6 +378,13 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
                               "--force to train it fully")
         metrics = _evaluate(model, data, source)
         training["val_top1"] = metrics["top1"]
+        reason = val_at_chance(metrics["top1"], len(data.classes))
+        if reason is not None:
+            log.warning("NOT LEARNING WARNING: %s; %s", reason,
+                        PROBE_ADVICE if mode == "linear" else FULL_ADVICE)
+        notes = [r for r in (progress.get("not_learning"), reason) if r]
+        if notes:
+            training["not_learning"] = "; ".join(notes)
         save_model(model, _card(source, data, cfg, training), out, force=cfg.force,
                    extra_json={METRICS_FILE: metrics})
     log.info("saved %s: val top-1 %.1f%% (%d images)", out, 100 * metrics["top1"],

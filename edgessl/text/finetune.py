@@ -37,6 +37,7 @@ import torch
 from edgessl import __version__
 from edgessl.config import MAX_BATCH, MAX_EPOCHS, MAX_LR, MAX_SEED, Range, check_fields
 from edgessl.errors import ConfigError
+from edgessl.finetune.monitor import probe_not_learning, val_at_chance
 from edgessl.registry import Registry
 from edgessl.text.data import TextSample, TextSet
 from edgessl.text.encoders import DEFAULT_TEXT_START, LoadedEncoder, load_encoder
@@ -94,6 +95,10 @@ class TextFinetuneConfig:
         MODES.get(self.mode)  # an unknown mode is a ConfigError with a suggestion
 
 
+TEXT_ADVICE = ("the encoder's embeddings do not tell your classes apart: try --mode setfit or "
+               "full, another --encoder, more labels, or check that each text has its label")
+
+
 def _standardise(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and (floored) scale of features [N, H]: a nearly constant feature would otherwise
     get a huge folded weight W / sigma, exact in fp32 but not in int8 arithmetic."""
@@ -131,7 +136,11 @@ def fit_probe(model: TextClassifier, samples: list[TextSample], cfg: TextFinetun
         model.head.weight.copy_(torch.from_numpy(full_w / sigma))
         model.head.bias.copy_(torch.from_numpy(full_b - (full_w / sigma) @ mu))
     loss = log_loss(labels, clf.predict_proba(z), labels=clf.classes_)
-    return {"probe_c": c, "train_loss": float(loss)}
+    reason = probe_not_learning(float(loss), len(clf.classes_))
+    if reason is not None:
+        log.warning("NOT LEARNING WARNING: %s; %s", reason, TEXT_ADVICE)
+    return {"probe_c": c, "train_loss": float(loss),
+            **({"not_learning": reason} if reason else {})}
 
 
 def fit_full(model: TextClassifier, samples: list[TextSample], cfg: TextFinetuneConfig) -> dict:
@@ -244,6 +253,12 @@ def finetune_text(cfg: TextFinetuneConfig, data: TextSet,
                            loaded.tokenizer)
     training = MODES.get(cfg.mode)(model, train, cfg)
     metrics = evaluate_text(model, data.val)
+    at_chance = (val_at_chance(metrics["top1"], len(data.classes))
+                 if metrics["top1"] is not None else None)
+    if at_chance is not None:
+        log.warning("NOT LEARNING WARNING: %s; %s", at_chance, TEXT_ADVICE)
+        training = {**training, "not_learning": "; ".join(
+            r for r in (training.get("not_learning"), at_chance) if r)}
     card = {
         "format": CARD_FORMAT, "kind": "text-classifier", "mode": cfg.mode,
         "labels": list(data.classes), "max_length": length, "pad_id": loaded.pad_id,
