@@ -101,6 +101,12 @@ def test_compare_refuses_bad_settings_before_any_work(digits_dir, tmp_path):
     line = one_line_error(invoke("compare", labeled, "--unlabeled",
                                  tmp_path / "nowhere", "--out", tmp_path / "c2"))
     assert "unlabeled data folder" in line and "does not exist" in line
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "README.txt").write_text("no images here")
+    line = one_line_error(invoke("compare", labeled, "--unlabeled", tmp_path / "empty",
+                                 "--out", tmp_path / "c3"))
+    assert "no image in --unlabeled" in line
+    assert not (tmp_path / "c3").exists()
     line = one_line_error(invoke("compare", tmp_path / "missing"))
     assert "does not exist" in line
     (tmp_path / "cmp").mkdir()

@@ -239,3 +239,32 @@ def test_calibration_sample_is_seeded_and_from_train(tiny_classifier, digits_dir
     assert len(folder) == len(list((digits_dir / "val" / "3").glob("*.png")))
     with pytest.raises(DataError):
         calibration_set(card, digits_dir / "missing", 8)
+
+
+def test_data_with_other_classes_fails_before_any_export_work(tiny_classifier, tmp_path,
+                                                              monkeypatch):
+    """The validation set is read first: no calibration, no export, no output folder."""
+    import shutil
+    from pathlib import Path
+
+    import edgessl.export.calibration as calibration
+    from edgessl.errors import DataError
+
+    root = Path(load_model(tiny_classifier)[1].data["path"])
+    root = root / "train" if (root / "train").is_dir() else root
+    classes = sorted(p for p in root.iterdir() if p.is_dir())
+    other = tmp_path / "other"
+    for cls in classes[:2]:
+        shutil.copytree(cls, other / cls.name)
+    (other / "zebra").mkdir()
+    for image in sorted(classes[2].iterdir())[:4]:
+        shutil.copy(image, other / "zebra" / image.name)
+
+    def never(*args, **kwargs):
+        raise AssertionError("calibration ran before the classes were checked")
+
+    monkeypatch.setattr(calibration, "calibration_set", never)
+    with pytest.raises(DataError, match="differ from the checkpoint's labels"):
+        export_model(tiny_classifier, ExportConfig(format="openvino", precision="int8",
+                                                   data=str(other), out=str(tmp_path / "q")))
+    assert not (tmp_path / "q").exists()

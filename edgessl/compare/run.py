@@ -207,6 +207,27 @@ def _start_side(cfg: CompareConfig) -> int:
     return side
 
 
+def _check_unlabeled(cfg: CompareConfig) -> None:
+    """--unlabeled before any arm runs: an existing folder with images, used by an arm.
+
+    Raises:
+        DataError: not a folder, or no image in it (listed by name, nothing decoded).
+    """
+    from edgessl.data.images import IMAGE_EXTENSIONS, list_image_files
+
+    if cfg.unlabeled is None:
+        return
+    root = require_dir(cfg.unlabeled, "unlabeled data folder")
+    if not any(ARMS.get(name).prepare is not None for name in cfg.arms):
+        log.warning("--unlabeled is used only by the SSL arms (ssl, pretrained_ssl), and "
+                    "--arms has none: it is ignored")
+        return
+    if not list_image_files(root):
+        raise DataError(f"no image in --unlabeled '{root}' (looked for "
+                        f"{', '.join(IMAGE_EXTENSIONS)}); pass a folder of images, or leave "
+                        "--unlabeled out to pretrain on the data folder's other images")
+
+
 def compare(cfg: CompareConfig) -> CompareResult:
     """Run every arm of ``cfg`` on the same folds and write compare.json/.md/.png.
 
@@ -220,8 +241,7 @@ def compare(cfg: CompareConfig) -> CompareResult:
     out = Path(cfg.out or "compare")
     check_outputs({"--out": out}, {"DATA": cfg.data, "--unlabeled": cfg.unlabeled},
                   force=cfg.force)
-    if cfg.unlabeled is not None:
-        require_dir(cfg.unlabeled, "unlabeled data folder")
+    _check_unlabeled(cfg)
     data, chosen, rest = _labeled_pool(cfg)
     if cfg.pretrained_size is None:
         cfg = dataclasses.replace(cfg, pretrained_size=_start_side(cfg))

@@ -187,9 +187,12 @@ def export_model(checkpoint: str | Path, config: ExportConfig = ExportConfig()) 
     require_finite_weights(model, checkpoint)  # before the exporter: it warns on NaN and inf
     module, task = export_module(model, card.kind, output, str(checkpoint))
     meta = _meta(card, checkpoint, fmt, config, output, task)
+    from edgessl.export.validate import validation_set
+
+    samples = validation_set(card, config.data, meta.task)  # before calibration and export
     with atomic_dir(out, force=config.force) as tmp:
         written = fmt.export(_request(module, meta, tmp, card, config, fmt))
-        report = _report(written, module, card, config, fmt, checkpoint, meta)
+        report = _report(written, module, card, config, fmt, checkpoint, meta, samples)
         write_json(tmp / SIDECAR_FILE, _sidecar(written.path))
         write_json(tmp / REPORT_FILE, {**report, "path": str(out / written.path.name)})
         if config.quant.max_drop is not None:
@@ -258,12 +261,13 @@ def _sidecar(path: Path) -> dict:
     return json.loads(load_any(path).meta.to_json())
 
 
-def _report(written, module, card, config: ExportConfig, fmt, checkpoint: Path, meta) -> dict:
+def _report(written, module, card, config: ExportConfig, fmt, checkpoint: Path, meta,
+            samples) -> dict:
     from edgessl.backends.registry import RUNTIMES
     from edgessl.export.validate import validate_artifact
 
     loaded = RUNTIMES.get(fmt.runtime).load(written.path)
-    checked = validate_artifact(loaded, module, card, config.data, meta.task)
+    checked = validate_artifact(loaded, module, card, config.data, meta.task, samples)
     scheme = written.details.get("scheme_details", {})
     report = {
         "format": fmt.name, "precision": config.precision, "output": meta.output,
