@@ -78,6 +78,20 @@ def test_finetune_signal_saves_a_checkpoint_marked_interrupted(pets, tmp_path, m
     assert signal.getsignal(sig) == before  # the handler it found is back
 
 
+def test_an_interrupted_rerun_with_force_keeps_the_complete_model(pets, tmp_path,
+                                                                 monkeypatch):
+    out = tmp_path / "clf"
+    common = dict(data=str(pets), backbone="scratch:resnet_micro", image_size=16, mode="full",
+                  hflip=0.0, out=str(out))
+    finetune(FinetuneConfig(epochs=2, **common))
+    weights = (out / "model.safetensors").read_bytes()
+    signal_at_step(monkeypatch, signal.SIGINT, at=3)
+    with pytest.raises(Interrupted, match="still holds the complete classifier"):
+        finetune(FinetuneConfig(epochs=20, force=True, **common))
+    assert read_card(out).training["complete"] is True and (out / METRICS_FILE).exists()
+    assert (out / "model.safetensors").read_bytes() == weights
+
+
 def test_finetune_interrupt_on_the_cli_is_one_line_exit_130(pets, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGESSL_PROGRESS", "0")
     signal_at_step(monkeypatch, signal.SIGINT, at=2)

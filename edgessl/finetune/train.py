@@ -371,11 +371,15 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
                        if mode == "linear" else {}),
                     "train_images": len(train), "seed": cfg.seed}
         if interrupted:
+            done = f"{progress['epochs_done']} of {epochs} epochs"
+            if _holds_complete_model(out):  # --force over a finished model: keep it
+                raise Interrupted(f"{interrupted} after {done}: '{out}' still holds the "
+                                  "complete classifier it held before; the interrupted one was "
+                                  "not saved")
             training["interrupted"] = interrupted
             save_model(model, _card(source, data, cfg, training), out, force=cfg.force)
-            raise Interrupted(f"{interrupted}: saved the classifier after {progress['epochs_done']}"
-                              f" of {epochs} epochs to {out}, marked incomplete; run again with "
-                              "--force to train it fully")
+            raise Interrupted(f"{interrupted}: saved the classifier after {done} to {out}, "
+                              "marked incomplete; run again with --force to train it fully")
         metrics = _evaluate(model, data, source)
         training["val_top1"] = metrics["top1"]
         reason = val_at_chance(metrics["top1"], len(data.classes))
@@ -390,6 +394,19 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
     log.info("saved %s: val top-1 %.1f%% (%d images)", out, 100 * metrics["top1"],
              metrics["samples"])
     return FinetuneResult(out, metrics, time.perf_counter() - start)
+
+
+def _holds_complete_model(out: Path) -> bool:
+    """Whether ``out`` is a checkpoint whose training finished (an interrupted rerun with
+    --force must not replace it with a half-trained one)."""
+    from edgessl.checkpoint import is_checkpoint, read_card
+
+    if not is_checkpoint(out):
+        return False
+    try:
+        return bool(read_card(out).training.get("complete"))
+    except Exception:  # noqa: BLE001 - an unreadable card is not a model worth keeping
+        return False
 
 
 def _evaluate(model: Classifier, data: LabeledData, source) -> dict:
