@@ -58,7 +58,7 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, ModelCard]:
     Raises:
         CheckpointError: if the folder is not an edgessl checkpoint or weights do not match.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     card = read_card(path)
     model = build_model(card)
     state = load_state(path / WEIGHTS_FILE)

@@ -74,3 +74,20 @@ def test_pipeline_end_to_end(tmp_path, digits_dir):
     rows = json.loads(report.read_text())["results"]
     assert {r["runtime"] for r in rows} == {"pytorch", "onnxruntime"}
     assert all(r["top1"] is not None for r in rows)
+
+
+def test_a_tilde_the_shell_left_alone_is_the_home_folder(tmp_path, monkeypatch):
+    """'--out=~/x' and quoted '~/x' reach edgessl unexpanded: never a folder named '~'."""
+    from pathlib import Path
+
+    from edgessl.cli.app import expand_home
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "home").mkdir()
+    result = invoke("data", "digits", "~/digits")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "home" / "digits" / "train").is_dir()
+    assert not (tmp_path / "~").exists()
+    assert expand_home([Path("~/a"), Path("b")]) == [tmp_path / "home" / "a", Path("b")]
+    assert expand_home("~ a text to classify") == "~ a text to classify"

@@ -129,13 +129,34 @@ def _argument_name(param) -> str:
     return name if param.nargs == 1 or name.endswith("...") else f"{name}..."
 
 
+def expand_home(value: Any) -> Any:
+    """A path (or list of paths) with a leading ``~`` made the user's home, as a shell does.
+
+    The shell leaves ``~`` alone in ``--out=~/x`` and in quotes; taken literally, that makes a
+    folder named ``~`` in the working directory, which a later ``rm -rf ~`` would confuse
+    with the home folder. Values that are not paths (texts to classify, names) are untouched.
+    """
+    from pathlib import Path
+
+    if isinstance(value, Path):
+        return value.expanduser()
+    if isinstance(value, (list, tuple)) and any(isinstance(v, Path) for v in value):
+        return type(value)(expand_home(v) for v in value)
+    return value
+
+
 class PlainHelpCommand(TyperCommand):
-    """A command whose ``--help`` is plain text in click's conventions.
+    """A command whose ``--help`` is plain text in click's conventions, and whose path
+    arguments and options expand ``~`` (``expand_home``) whatever the shell did.
 
     Arguments read ``MODEL`` (required) or ``[DATA]`` (optional), and a default described
     in words (``show_default="the method's"``) prints as ``[default: the method's]`` like a
     literal one, not in click's extra parentheses.
     """
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        ctx.params = {name: expand_home(value) for name, value in ctx.params.items()}
+        return super().invoke(ctx)
 
     def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
