@@ -27,6 +27,17 @@ LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 TRAIN_STATE_FILE = "train_state.pt"
 CARD_FORMAT = "edgessl-checkpoint/1"
+# edgessl's text models (edgessl.text), named when one is given where an image checkpoint is
+# needed: what it is, and what to run instead
+TEXT_CARDS = {
+    "edgessl-text-classifier/1": (
+        "an edgessl text classifier, not an image checkpoint: export it first ('edgessl "
+        "export {folder}'), then predict, benchmark or deploy the exported folder"),
+    "edgessl-text-encoder/1": (
+        "an edgessl text encoder (from pretrain on texts), not an image checkpoint: fine-tune "
+        "a text classifier from it ('edgessl finetune TEXTS --backbone {folder}') and export "
+        "that"),
+}
 
 CARD_KINDS = ("backbone", "classifier")
 
@@ -108,6 +119,9 @@ class ModelCard:
         """
         if not isinstance(data, dict) or data.get("format") != CARD_FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            folder = printable(str(Path(where).parent))
+            if found in TEXT_CARDS:  # edgessl's own text model where an image one is needed
+                raise CheckpointError(f"'{folder}' is {TEXT_CARDS[found].format(folder=folder)}")
             raise CheckpointError(f"'{where}' is not an edgessl model card (format "
                                   f"{printable(repr(found))[:60]}); pass a folder made by "
                                   "edgessl")

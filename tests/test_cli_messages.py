@@ -333,3 +333,16 @@ def test_labeled_root_with_valid_folder_is_split_by_folders(tmp_path, digits_dir
 
     data = load_labeled(_split_root(tmp_path, digits_dir, ["train", held_out]))
     assert data.split_by == "folders" and len(data.classes) == 10
+
+
+def test_a_text_model_where_an_image_checkpoint_is_needed_says_what_to_run():
+    from edgessl.checkpoint import ModelCard
+    from edgessl.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="'m/clf' is an edgessl text classifier, not an "
+                                              "image checkpoint: export it first"):
+        ModelCard.from_dict({"format": "edgessl-text-classifier/1"}, "m/clf/card.json")
+    with pytest.raises(CheckpointError, match="text encoder .* --backbone m/enc"):
+        ModelCard.from_dict({"format": "edgessl-text-encoder/1"}, "m/enc/card.json")
+    with pytest.raises(CheckpointError, match="not an edgessl model card"):
+        ModelCard.from_dict({"format": "other/1"}, "m/x/card.json")
