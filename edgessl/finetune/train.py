@@ -47,6 +47,7 @@ from edgessl.training import (
 log = logging.getLogger("edgessl")
 
 MODES = ("linear", "full")
+FEATURE_BATCH = 256  # images a forward pass when the linear probe computes frozen features
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,8 @@ def _features(backbone, dataset: ImageDataset, normalize) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([
             backbone(normalize(torch.stack([dataset.image(j) for j in
-                                            range(i, min(i + 256, len(dataset)))])))
-            for i in range(0, len(dataset), 256)])
+                                            range(i, min(i + FEATURE_BATCH, len(dataset)))])))
+            for i in range(0, len(dataset), FEATURE_BATCH)])
 
 
 def _stopped(stop: GracefulStop | None) -> bool:
@@ -358,6 +359,10 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
              mode, source.method, len(train), cfg.labels_per_class or "all",
              f", {epochs} epochs" if epochs else "")
     trainer = train_linear_probe if mode == "linear" else train_full
+    from edgessl.memory import check_training_memory
+
+    check_training_memory(model, min(cfg.batch_size if mode == "full" else FEATURE_BATCH,
+                                     len(train)), dataset.image_size, training=mode == "full")
     progress: dict = {}
     with GracefulStop() as stop:
         loss = trainer(model, dataset, normalize, cfg, epochs, lr, stop=stop, progress=progress)

@@ -575,6 +575,10 @@ def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed)
                                dist.world_size, root)
     dist.check_batch(batch_size)
     setup = _setup(config, method_cls, backbone, dist, batch_size, init_from is not None)
+    from edgessl.memory import check_training_memory
+
+    check_training_memory(backbone, batch_size // dist.world_size, config.image_size,
+                          setup.device, views=method_cls.num_views)
     frozen = freeze_early(backbone, setup.freeze)
     hold = (init_from is not None if config.hold_norm_stats is None
             else config.hold_norm_stats)
