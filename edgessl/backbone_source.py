@@ -19,7 +19,7 @@ from edgessl.backbones.pretrained import (
 )
 from edgessl.backbones.weights import LoadReport
 from edgessl.checkpoint import IMAGENET_MEAN, IMAGENET_STD, is_checkpoint
-from edgessl.errors import CheckpointError, ConfigError, printable, unknown_choice
+from edgessl.errors import CheckpointError, ConfigError, printable
 
 log = logging.getLogger("edgessl")
 
@@ -124,13 +124,32 @@ def _has_hub_weights(name: str) -> bool:
     return cfg is not None and bool(cfg.hf_hub_id or cfg.url or cfg.file)
 
 
+def _unknown_backbone(name: str) -> ConfigError:
+    """A --backbone that is no checkpoint, file, start, edgessl or timm name: what it can be."""
+    import difflib
+
+    import timm
+
+    from edgessl.backbones import BACKBONES
+    from edgessl.backbones.pretrained import PRETRAINED
+
+    names = [*PRETRAINED.names(), *BACKBONES]
+    close = difflib.get_close_matches(name, [*names, *timm.list_models()], n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return ConfigError(
+        f"unknown backbone '{printable(name)}': not a checkpoint folder, weights file, "
+        f"pretrained start or timm model.{hint} Pretrained starts: "
+        f"{', '.join(PRETRAINED.names())}; 'scratch:NAME' for random weights of an edgessl "
+        "or timm architecture ('edgessl backbones' lists them)")
+
+
 def _from_timm_hub(name: str, image_size: int) -> BackboneSource:
     import timm
 
     from edgessl.backbones.factory import create_timm_model
 
     if not timm.is_model(name):
-        raise unknown_choice("backbone", name, ["scratch", *timm.list_models(name[:4] + "*")])
+        raise _unknown_backbone(name)
     spec = BackboneSpec.for_images(name, image_size)
     if not _has_hub_weights(name):
         raise CheckpointError(f"timm has no pretrained weights for '{name}': use "

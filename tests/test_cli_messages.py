@@ -346,3 +346,14 @@ def test_a_text_model_where_an_image_checkpoint_is_needed_says_what_to_run():
         ModelCard.from_dict({"format": "edgessl-text-encoder/1"}, "m/enc/card.json")
     with pytest.raises(CheckpointError, match="not an edgessl model card"):
         ModelCard.from_dict({"format": "other/1"}, "m/x/card.json")
+
+
+def test_an_unknown_backbone_lists_the_pretrained_starts_not_only_scratch(digits_dir,
+                                                                           tmp_path):
+    line = one_line_error(invoke("finetune", digits_dir, "--backbone", "nope", "--out",
+                                 tmp_path / "m"))
+    assert "unknown backbone 'nope'" in line and "efficientnet_lite0.in1k" in line
+    assert "scratch:NAME" in line and "Choose from: scratch" not in line
+    line = one_line_error(invoke("finetune", digits_dir, "--backbone", "timm:resnet51",
+                                 "--out", tmp_path / "m"))
+    assert "Did you mean 'resnet5" in line

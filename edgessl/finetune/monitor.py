@@ -5,7 +5,8 @@ cross-entropy is log(C) for C classes seen in training. Judged once half the epo
 least two) are done, as pretraining is (``edgessl.ssl.monitor``): a loss within 3% of log(C),
 or one above half of log(C) that has fallen by less than 2% since the first epoch, cannot
 learn (a loss already near 0 after the first epoch has nothing left to fall). At the end, a val
-top-1 under 1.25 times 1/C says the model is no better than a guess.
+top-1 within a tenth of 1/C, on at least 5 val images a class, says the model is no better
+than a guess.
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from __future__ import annotations
 import logging
 import math
 
-from edgessl.ssl.monitor import (
-    CHANCE_MARGIN,
-    KNN_CHANCE_FACTOR,
-    LEARNING_CHECK_FROM,
-    MIN_LOSS_DROP,
-)
+from edgessl.ssl.monitor import CHANCE_MARGIN, LEARNING_CHECK_FROM, MIN_LOSS_DROP
 
 log = logging.getLogger("edgessl")
+
+VAL_CHANCE_FACTOR = 1.1  # a val top-1 within a tenth of 1/C is at chance
+MIN_VAL_PER_CLASS = 5  # fewer val images a class cannot tell chance from a weak model
 
 FULL_ADVICE = ("check --lr (a loss stuck at chance: too low; one that jumps: too high), give it "
                "more --epochs, or start from a pretrained --backbone (without --backbone, "
@@ -75,9 +74,11 @@ def probe_not_learning(train_loss: float, classes: int) -> str | None:
     return None
 
 
-def val_at_chance(top1: float, classes: int) -> str | None:
-    """Why a val top-1 (a fraction) is no better than a guess among ``classes``, or None."""
-    if classes < 2 or top1 > KNN_CHANCE_FACTOR / classes:
+def val_at_chance(top1: float, classes: int, samples: int) -> str | None:
+    """Why a val top-1 (a fraction, on ``samples`` images) is no better than a guess among
+    ``classes``, or None: within a tenth of 1/C, on at least 5 val images a class (fewer
+    say too little to call it)."""
+    if classes < 2 or samples < MIN_VAL_PER_CLASS * classes or top1 > VAL_CHANCE_FACTOR / classes:
         return None
     return (f"val top-1 {100 * top1:.1f}% is at chance level ({100 / classes:.1f}% for "
             f"{classes} classes)")

@@ -387,7 +387,7 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
                               "marked incomplete; run again with --force to train it fully")
         metrics = _evaluate(model, data, source)
         training["val_top1"] = metrics["top1"]
-        reason = val_at_chance(metrics["top1"], len(data.classes))
+        reason = val_at_chance(metrics["top1"], len(data.classes), metrics["samples"])
         if reason is not None:
             log.warning("NOT LEARNING WARNING: %s; %s", reason,
                         PROBE_ADVICE if mode == "linear" else FULL_ADVICE)
