@@ -6,6 +6,8 @@ import logging
 import os
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgessl.errors import DataError
@@ -13,7 +15,17 @@ from edgessl.limits import MAX_ASPECT_RATIO, check_image_shape
 
 log = logging.getLogger("edgessl")
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# Files a user may take for images that edgessl does not read (animations, HEIF/AVIF, JPEG
+# 2000, netpbm, camera raw, vector, ...). They are skipped, but never silently: a load says
+# how many, and a folder holding only these says so in its error. Any other file (a README,
+# .txt, .csv, .json, .DS_Store) is ignored without a word.
+OTHER_IMAGE_EXTENSIONS = frozenset((
+    ".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".jpf", ".jpx", ".jfif",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".pfm", ".tga", ".ico", ".icns", ".psd", ".svg", ".eps",
+    ".exr", ".hdr", ".dds", ".dng", ".raw", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2",
+    ".raf", ".dcm",
+))
 # Transparent pixels are shown on white, as a browser or an image viewer shows them. Without
 # this, PIL's convert("RGB") keeps whatever colour a transparent pixel happens to store (black,
 # or a palette entry), so the same icon arrives on a different background from file to file.
@@ -39,6 +51,9 @@ def require_dir(path: str | Path, what: str = "data folder") -> Path:
     """Return ``path`` as a Path, or raise a DataError if it is not an existing folder."""
     path = Path(path).expanduser()
     if not path.exists():
+        if path.is_symlink():
+            raise DataError(f"{what} '{path}' is a {broken_link(path)}; point the link at an "
+                            "existing folder, or pass the folder itself")
         raise DataError(f"{what} '{path}' does not exist; check the path")
     if not path.is_dir():
         raise DataError(f"{what} '{path}' is not a folder; pass a folder of images")
@@ -50,15 +65,109 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
-def list_image_files(root: Path) -> list[Path]:
-    """All files under ``root`` (recursively, sorted) whose extension is an image extension."""
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+def broken_link(path: Path) -> str:
+    """Why a link whose target is gone is no image: "broken link (its target '...' does not
+    exist)"."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return "broken link (its target does not exist)"
+    return f"broken link (its target '{target}' does not exist)"
+
+
+def walk_files(root: Path) -> Iterator[tuple[Path, list[str]]]:
+    """(folder, its file names, sorted) for ``root`` and every folder below it, in sorted order.
+
+    Links to folders are followed, since datasets are often built from links to folders kept
+    elsewhere (``ln -s /photos/cats data/cats``). Each real folder is read once, so a link
+    cycle ends instead of hanging, and two links to one folder do not read its images twice.
+    """
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            info = os.stat(dirpath)
+        except OSError:  # vanished or unreadable since it was listed
+            dirnames[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            log.info("not reading '%s': it links to a folder already read", dirpath)
+            dirnames[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
         dirnames.sort()
-        for name in sorted(filenames):
+        yield Path(dirpath), sorted(filenames)
+
+
+def other_image_extension(name: str) -> str | None:
+    """The extension of a file that looks like an image but is not one edgessl reads, or None."""
+    ext = os.path.splitext(name)[1].lower()
+    return ext if ext in OTHER_IMAGE_EXTENSIONS and not name.startswith(".") else None
+
+
+@dataclass(frozen=True)
+class ImageScan:
+    """The image files under a folder, and the image-like files left out.
+
+    Attributes:
+        files: image files edgessl reads (``IMAGE_EXTENSIONS``), sorted as walked.
+        skipped: extension -> count of files in ``OTHER_IMAGE_EXTENSIONS``, left out.
+    """
+
+    files: list[Path]
+    skipped: Counter
+
+
+def scan_image_files(root: Path) -> ImageScan:
+    """The image files under ``root`` (recursively, sorted, folder links followed) and a count
+    of the image-like files left out; logs nothing (see ``warn_skipped``)."""
+    files: list[Path] = []
+    skipped: Counter = Counter()
+    for folder, names in walk_files(root):
+        for name in names:
             if is_image_name(name):
-                files.append(Path(dirpath) / name)
-    return files
+                files.append(folder / name)
+            elif ext := other_image_extension(name):
+                skipped[ext] += 1
+    return ImageScan(files, skipped)
+
+
+def skipped_note(skipped: Counter) -> str:
+    """'12 files that are not images edgessl reads (.gif: 12)', for a non-empty count."""
+    total = sum(skipped.values())
+    kinds = ", ".join(f"{ext}: {n}" for ext, n in sorted(skipped.items(), key=lambda e: -e[1]))
+    return f"{total} file{'s' if total != 1 else ''} that are not images edgessl reads ({kinds})"
+
+
+def convert_hint() -> str:
+    """What to do with image files of formats edgessl does not read."""
+    return f"convert them to one of {', '.join(IMAGE_EXTENSIONS)} to use them"
+
+
+def warn_skipped(skipped: Counter, root: Path) -> None:
+    """Warn once that image-like files under ``root`` were left out, when any were."""
+    if skipped:
+        log.warning("skipped %s under %s; supported: %s (convert them to one of these to use "
+                    "them)", skipped_note(skipped), root, ", ".join(IMAGE_EXTENSIONS))
+
+
+def list_image_files(root: Path) -> list[Path]:
+    """All files under ``root`` (recursively, sorted, folder links followed) whose extension is
+    an image extension; warns once when image-like files of other formats were left out."""
+    scan = scan_image_files(root)
+    warn_skipped(scan.skipped, root)
+    return scan.files
+
+
+def no_images_message(root: Path, skipped: Counter | None = None, unreadable: int = 0) -> str:
+    """The error for a folder with no usable image: why (nothing found, only formats edgessl
+    does not read, only unreadable files) and what to do."""
+    if skipped:
+        return (f"no usable image in '{root}': it holds {skipped_note(skipped)}"
+                + (f" and {unreadable} unreadable file(s)" if unreadable else "")
+                + f"; {convert_hint()}")
+    return (f"no usable image in '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)}"
+            + (f"; skipped {unreadable} unreadable file(s)" if unreadable else "")
+            + "); point to a folder that holds images")
 
 
 def open_rgb(path, min_side: int | None = None):
@@ -94,8 +203,10 @@ def open_rgb(path, min_side: int | None = None):
             if min_side:
                 img.draft(None, (2 * min_side, 2 * min_side))  # JPEG only; others ignore it
             img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                img = img.point(lambda v: v / 256).convert("L")
+            if img.mode.startswith("I;16") or img.mode == "I":
+                # 16-bit greyscale (PNG, TIFF; either byte order): "I" is the one 16-bit mode
+                # Pillow's point() takes, and the top 8 of 16 bits are what an 8-bit view shows
+                img = img.convert("I").point(lambda v: v / 256).convert("L")
             elif img.mode == "F":
                 img = img.point(lambda v: v * 255).convert("L")
             if min_side and min(img.size) >= 4 * min_side:
@@ -108,10 +219,13 @@ def image_problem(path: Path) -> str | None:
     """Why ``path`` cannot be used as an image ("empty file", "truncated", ...), or None."""
     from PIL import Image, UnidentifiedImageError
 
+    problem = _file_problem(path)
+    if problem is not None:
+        return problem
     try:
-        if os.path.getsize(path) == 0:
-            return "empty file"
         open_rgb(path, min_side=32)
+    except PermissionError:
+        return "not readable (permission denied)"
     except DataError:  # the only one open_rgb raises: edgessl.limits.MAX_ASPECT_RATIO
         return f"side ratio over {MAX_ASPECT_RATIO}:1"
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
@@ -121,8 +235,28 @@ def image_problem(path: Path) -> str | None:
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "skip this file"
         text = str(exc).lower()
         cut = any(m in text for m in ("truncated", "broken data stream", "premature end"))
-        return "truncated" if cut else f"corrupt ({type(exc).__name__}: {text[:60]})"
+        return "truncated" if cut else f"corrupt ({type(exc).__name__}: {_shorten(text)})"
     return None
+
+
+def _file_problem(path: Path) -> str | None:
+    """What is wrong with ``path`` as a file (a broken link, a link loop, empty), or None."""
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        return broken_link(path) if os.path.islink(path) else "vanished (no longer exists)"
+    except OSError as exc:  # a link loop (ELOOP), an unreadable folder on the way
+        return f"not readable ({exc.strerror or type(exc).__name__})"
+    return "empty file" if size == 0 else None
+
+
+def _shorten(text: str, most: int = 60) -> str:
+    """``text`` cut to ``most`` characters with an ellipsis; a quote it opens is closed, so
+    the message around it stays balanced."""
+    if len(text) <= most:
+        return text
+    text = text[:most] + "…"
+    return text + "'" if text.count("'") % 2 else text
 
 
 def is_readable_image(path: Path) -> bool:
@@ -130,8 +264,12 @@ def is_readable_image(path: Path) -> bool:
     return image_problem(path) is None
 
 
-def usable_images(paths: list[Path], root: Path) -> list[Path]:
+def usable_images(paths: list[Path], root: Path, skipped: Counter | None = None) -> list[Path]:
     """Keep the images that decode; warn once with the count of skipped files and why.
+
+    Args:
+        skipped: the image-like files of other formats left out under ``root``
+            (``ImageScan.skipped``), named in the error when nothing else is usable.
 
     Raises:
         DataError: when no file under ``root`` is a usable image.
@@ -144,24 +282,23 @@ def usable_images(paths: list[Path], root: Path) -> list[Path]:
         else:
             problems[p] = problem
     if problems:
-        reasons = Counter(problems.values())
+        # counted by kind ("broken link", "corrupt"); the first file shows its details
+        reasons = Counter(problem.split(" (", 1)[0] for problem in problems.values())
         first = next(iter(problems))
         log.warning("skipped %d unreadable or corrupt image file(s) under %s: %s; first: %s (%s)",
                     len(problems), root, ", ".join(f"{n} {r}" for r, n in reasons.most_common()),
                     first, problems[first])
     if not good:
-        raise DataError(
-            f"no usable image in '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)}"
-            + (f"; skipped {len(problems)} unreadable file(s)" if problems else "")
-            + "); point to a folder that holds images"
-        )
+        raise DataError(no_images_message(root, skipped, len(problems)))
     return good
 
 
 def find_images(root: str | Path, what: str = "image folder") -> list[Path]:
     """All usable images under ``root``, recursively; labels (subfolders) are ignored."""
     root = require_dir(root, what)
-    return usable_images(list_image_files(root), root)
+    scan = scan_image_files(root)
+    warn_skipped(scan.skipped, root)
+    return usable_images(scan.files, root, scan.skipped)
 
 
 def typical_side(paths, sample: int = 64) -> int | None:

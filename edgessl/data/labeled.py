@@ -5,10 +5,19 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgessl.data.images import is_image_name, list_image_files, require_dir, usable_images
+from edgessl.data.images import (
+    convert_hint,
+    is_image_name,
+    require_dir,
+    scan_image_files,
+    skipped_note,
+    usable_images,
+    warn_skipped,
+)
 from edgessl.errors import DataError
 
 Sample = tuple[Path, int]
@@ -52,25 +61,44 @@ def _read_image_folder(folder: Path, classes: list[str] | None = None) -> tuple[
         )
     files: list[Path] = []
     labels: list[int] = []
+    skipped: dict[str, Counter] = {}
     for index, d in enumerate(dirs):
-        found = list_image_files(d)
-        files += found
-        labels += [index] * len(found)
-    good = set(usable_images(files, folder))
+        scan = scan_image_files(d)
+        files += scan.files
+        labels += [index] * len(scan.files)
+        skipped[d.name] = scan.skipped
+    all_skipped = sum(skipped.values(), Counter())
+    warn_skipped(all_skipped, folder)  # once for the folder, not once per class
+    good = set(usable_images(files, folder, all_skipped))
     samples = [(f, y) for f, y in zip(files, labels, strict=True) if f in good]
     present = {y for _, y in samples}
     empty = [names[i] for i in range(len(names)) if i not in present]
     if empty:
-        raise DataError(f"class folder '{folder / empty[0]}' holds no usable image; "
-                        "add images or remove the folder")
+        raise DataError(_empty_class_message(folder / empty[0], skipped[empty[0]]))
     if len(names) < 2:
         raise DataError(f"'{folder}' has only one class ('{names[0]}'); "
                         "a classifier needs two or more class subfolders")
     return names, samples
 
 
-def stratified_split(samples: list[Sample], val_fraction: float, seed: int) -> tuple[list, list]:
-    """Split samples per class with a seeded shuffle; every class keeps ≥1 train and ≥1 val."""
+def _empty_class_message(class_dir: Path, skipped: Counter) -> str:
+    if skipped:
+        return (f"class folder '{class_dir}' holds no usable image, only {skipped_note(skipped)}; "
+                f"{convert_hint()}, or remove the folder")
+    return f"class folder '{class_dir}' holds no usable image; add images or remove the folder"
+
+
+def stratified_split(samples: list[Sample], val_fraction: float, seed: int,
+                     classes: Sequence[str] | None = None) -> tuple[list, list]:
+    """Split samples per class with a seeded shuffle; every class keeps ≥1 train and ≥1 val.
+
+    Args:
+        samples: (item, label) pairs.
+        classes: class names indexed by label, for the error; labels are shown without them.
+
+    Raises:
+        DataError: when a class has fewer than 2 samples, naming the class.
+    """
     rng = random.Random(seed)
     by_class: dict[int, list[Sample]] = {}
     for s in samples:
@@ -80,7 +108,11 @@ def stratified_split(samples: list[Sample], val_fraction: float, seed: int) -> t
         items = sorted(by_class[label])
         rng.shuffle(items)
         if len(items) < 2:
-            raise DataError(f"class {label} has {len(items)} image; splitting needs ≥2 per class")
+            fix = (f"add an image to '{classes[label]}' or remove that folder" if classes
+                   else f"add an example of class {label} or remove that class")
+            name = f"'{classes[label]}'" if classes else str(label)
+            raise DataError(f"class {name} has {len(items)} image; splitting needs ≥ 2 per class: "
+                            f"{fix}")
         n_val = min(len(items) - 1, max(1, round(len(items) * val_fraction)))
         val += items[:n_val]
         train += items[n_val:]
@@ -140,7 +172,7 @@ def load_labeled(root: str | Path, val_fraction: float = 0.2, seed: int = 0) -> 
         return LabeledData(root, tuple(classes), tuple(train), tuple(val), "folders")
     _check_not_split(root, [d.name for d in _class_dirs(root)])
     classes, samples = _read_image_folder(root)
-    train, val = stratified_split(samples, val_fraction, seed)
+    train, val = stratified_split(samples, val_fraction, seed, classes)
     return LabeledData(root, tuple(classes), tuple(train), tuple(val), "seeded split")
 
 
@@ -204,7 +236,7 @@ def finetune_val_images(root: str | Path, images: list[Path],
     samples = [(p, label[f]) for p, f in folders if f in label]  # not hidden folders
     try:
         _check_not_split(root, list(label))
-        _, val = stratified_split(samples, val_fraction, seed)
+        _, val = stratified_split(samples, val_fraction, seed, list(label))
     except DataError:  # a class finetune could not split: it refuses the folder, no leak
         return []
     return [p for p, _ in val]
