@@ -47,6 +47,11 @@ def test_the_best_arm_is_recommended_unless_a_simpler_one_is_within_noise():
     assert name == "scratch" and "does not beat raw pixels" in reason
 
 
+def test_pixels_alone_is_recommended_without_a_warning_against_itself():
+    name, reason = recommend([_arm("pixels", 0.40)])
+    assert name == "pixels" and "WARNING" not in reason
+
+
 def test_compare_runs_every_arm_on_the_same_folds_and_reports(digits_dir, tmp_path):
     root = _folder(digits_dir, tmp_path)
     result = compare(CompareConfig(

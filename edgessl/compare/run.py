@@ -184,7 +184,7 @@ def recommend(results: list[ArmResult]) -> tuple[str, str]:
         reason += (f", within noise of the best ({best.title}, {100 * best.top1_mean:.1f}%) "
                    "and simpler to make and ship")
     pixels = next((r for r in results if r.name == "pixels"), None)
-    if pixels is not None and simplest.top1_mean <= pixels.top1_mean:
+    if pixels is not None and simplest is not pixels and simplest.top1_mean <= pixels.top1_mean:
         reason += ("; WARNING: it does not beat raw pixels: these images may be too few or "
                    "too unlike what the backbones learned from")
     return simplest.name, reason
