@@ -304,3 +304,11 @@ def test_a_probe_that_learns_gives_no_warning(digits_dir, tmp_path, caplog):
                                          out=str(tmp_path / "ft")))
     assert result.metrics["top1"] > 0.3
     assert "NOT LEARNING" not in caplog.text
+
+
+def test_a_training_device_is_read_whatever_its_case():
+    from edgessl.ssl.ddp import resolve_device
+
+    assert resolve_device("CPU") == "cpu" and resolve_device(" Cpu ") == "cpu"
+    with pytest.raises(ConfigError, match="unknown --device 'npu'"):
+        resolve_device("NPU")

@@ -124,7 +124,11 @@ class Distributed:
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> cuda when available, else cpu; a named device that is absent is an error."""
+    """``auto`` -> cuda when available, else cpu; a named device that is absent is an error.
+
+    Case does not matter (``CPU``, as benchmark and predict spell OpenVINO's devices).
+    """
+    name = name.strip().lower()
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
