@@ -104,7 +104,8 @@ def test_deploy_a_text_classifier_runs_torch_free(made, tmp_path):
     assert last == "HEAVY [] CODE 2" and "onnx-fp16" in err and "Traceback" not in err
     for args, said in ((("--threads", "0", "predict", "x"), "--threads must be 1 to 1024"),
                        (("predict", "x", "--top-k", "0"), "--top-k must be 1 or more"),
-                       (("predict",), "no text to classify")):
+                       (("predict",), "no text to classify"),
+                       (("predict", " "), "text 1 of 1 is empty")):
         _, last, err = run_bundle(bundle, *args)
         assert last == "HEAVY [] CODE 2" and said in err and len(err.strip().splitlines()) == 1
 

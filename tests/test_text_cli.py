@@ -51,7 +51,9 @@ def test_text_is_told_from_images(tmp_path, toy):
     (tmp_path / "a" / "x.png").write_bytes(b"")
     assert not is_text_set(tmp_path)
     (tmp_path / "a" / "x.txt").write_text("hello\n")
-    with pytest.raises(DataError, match="both .txt files and images"):
+    assert not is_text_set(tmp_path)  # a caption or note per image: still images
+    (tmp_path / "a" / "y.txt").write_text("hello\n")
+    with pytest.raises(DataError, match="neither a text class nor an image class"):
         is_text_set(tmp_path)
     (tmp_path / "empty" / "b").mkdir(parents=True)
     with pytest.raises(DataError, match="no images and no .txt files"):
@@ -92,11 +94,77 @@ def test_text_mode_names_and_typos(toy, tmp_path):
     assert "all-minilm-l6-v2" in line
 
 
+@pytest.mark.parametrize("flags, expected", [
+    (["--epochs", "5", "--lr", "5"], "--epochs and --lr apply to --mode full or --mode setfit, "
+                                     "not to --mode linear; the linear probe is solved"),
+    (["--mode", "linear", "--lr", "1e-3"], "--lr applies to --mode full or --mode setfit"),
+])
+def test_training_flags_the_probe_does_not_use_are_refused(toy, tmp_path, flags, expected):
+    out = tmp_path / "m"
+    line = one_line_error(invoke("finetune", toy["csv"], "--backbone", toy["bert"],
+                                 "--out", out, *flags))
+    assert expected in line and "drop" in line
+    assert not out.exists()
+
+
+def test_setfit_takes_epochs_as_rounds_of_pairs_and_lr_as_their_lr():
+    from edgessl.text.finetune import MODES, TextFinetuneConfig
+    from edgessl.text.workflow import MODE_FLAGS, training_settings
+
+    assert training_settings("setfit", {"epochs": 1, "lr": None}) == {"pair_iterations": 1}
+    assert training_settings("full", {"epochs": 3, "lr": 1e-4}) == {"epochs": 3, "lr": 1e-4}
+    assert training_settings("probe", {"epochs": None, "lr": None}) == {}
+    cfg = TextFinetuneConfig(mode="setfit", **training_settings("setfit", {"epochs": 2,
+                                                                           "lr": 3e-4}))
+    assert (cfg.pair_iterations, cfg.pair_lr) == (2, 3e-4)
+    assert set(MODE_FLAGS) == set(MODES.names())  # every mode says which flags it takes
+
+
+@pytest.fixture
+def fake_text_model(tmp_path):
+    """A folder the CLI takes for a text model; texts are checked before it is loaded."""
+    folder = tmp_path / "txt-model"
+    folder.mkdir()
+    (folder / SIDECAR_FILE).write_text("{}")
+    return folder
+
+
+def test_predict_refuses_empty_texts_and_file_names(fake_text_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "img.PNG").write_bytes(b"\x89PNG")
+    (tmp_path / "lines.txt").write_text("hello\n")
+    (tmp_path / "photos").mkdir()
+    cases = [
+        (["hello", ""], "text 2 of 2 is empty; give the text to classify in quotes"),
+        (["   "], "text 1 of 1 is empty"),
+        (["img.PNG"], "'img.PNG' is an image file, and "),
+        ([str(tmp_path / "img.PNG")], "is a text classifier: give the text to classify in "
+                                      "quotes, or a file of texts with --file"),
+        (["lines.txt"], "'lines.txt' is a text file, and"),
+        (["photos/"], "'photos/' is a folder"),
+    ]
+    for texts, expected in cases:
+        line = one_line_error(invoke("predict", fake_text_model, *texts))
+        assert expected in line, (texts, line)
+
+
+def test_predict_check_leaves_sentences_alone(tmp_path, monkeypatch):
+    from edgessl.text.runtime import check_texts
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    # a missing image name, a word that is also a folder here, a text too long for a path
+    check_texts(["holiday.jpg", "photos", "a/b c", "x" * 5000, "dots... and / slashes"],
+                "'m'")
+
+
 def test_mixed_folder_is_one_clear_error(tmp_path):
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "x.txt").write_text("hello\n")
     (tmp_path / "a" / "x.png").write_bytes(b"")
-    assert "both .txt files and images" in one_line_error(invoke("finetune", tmp_path))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x.txt").write_text("hello\n")
+    line = one_line_error(invoke("finetune", tmp_path))
+    assert "class folders of images ('a') and of .txt files ('b')" in line
 
 
 @pytest.fixture(scope="module")

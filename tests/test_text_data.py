@@ -8,7 +8,7 @@ import pytest
 from text_helpers import CLASSES, toy_sentences, write_toy_folder
 
 from edgessl.errors import ConfigError, DataError
-from edgessl.text.data import MAX_TEXT_CHARS, load_text_set
+from edgessl.text.data import MAX_TEXT_CHARS, is_text_set, load_text_set
 
 
 def test_folder_format_splits_per_class_and_is_seeded(tmp_path):
@@ -118,6 +118,22 @@ BAD_FILES = [
     ("set.jsonl", '{"text": "hi", "label": "a"}\nnot json\n', DataError, "line 2 is not JSON"),
     ("set.jsonl", '{"sentence": "hi"}\n', DataError, "line 1 has no 'text' and 'label' keys"),
     ("set.csv", "text,label\nhello,\n", DataError, "line 2 has an empty label"),
+    ("set.csv", "text,label\nhi,a\n  ,b\nyo,a\n,a\n", DataError,
+     r"line 3 has an empty text \(2 such rows\); give every row a text, or delete the row"),
+    ("set.csv", "text,label\nhello, world,greeting\n", DataError,
+     r"line 2 has 3 fields, the header 2; put a text that holds a comma in double quotes"),
+    ("set.jsonl", '{"text": " ", "label": "a"}\n', DataError, "line 1 has an empty text;"),
+    ("set.jsonl", '{"text": "hi", "label": "a"}\n{"text": null, "label": "a"}\n', DataError,
+     r"line 2 has null as its 'text' \(null\), not a string; write each text as a JSON str"),
+    ("set.jsonl", '{"text": 42, "label": "a"}\n', DataError, "has a number as its 'text'"),
+    ("set.jsonl", '{"text": "hi", "label": null}\n', DataError,
+     r"line 1 has null as its 'label' \(null\); give every row a label"),
+    ("set.jsonl", '{"text": "hi", "label": ["a", "b"]}\n', DataError,
+     "has a list as its 'label'"),
+    ("set.jsonl", '{"text": "hi", "label": {"name": "a"}}\n', DataError,
+     "has an object as its 'label'"),
+    ("set.jsonl", '{"text": "hi", "label": NaN}\n', DataError,
+     "has NaN or an infinity as its 'label'"),
     ("set.tsv", "text\tlabel\n", ConfigError, "is not a labeled text set"),
 ]
 
@@ -129,6 +145,24 @@ def test_bad_files_are_one_line_errors(tmp_path, name, content, error, message):
     with pytest.raises(error, match=message) as info:
         load_text_set(path)
     assert "\n" not in str(info.value)
+
+
+def test_numbers_and_booleans_are_labels_as_json_writes_them(tmp_path):
+    """0/1 labels are common in JSONL; they (and booleans) become "0", "1", "true"."""
+    rows = [{"text": t, "label": i} for i, texts in enumerate(toy_sentences(4).values())
+            for t in texts]
+    rows += [{"text": f"yes {n}", "label": True} for n in range(4)]
+    path = tmp_path / "set.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    assert load_text_set(path).classes == ("0", "1", "2", "true")
+
+
+def test_blank_lines_and_rows_are_no_examples(tmp_path):
+    """Blank lines in .txt files and JSONL, and all-blank CSV rows, separate; no error."""
+    table = _csv(tmp_path / "set.csv", ["id", "text", "label"],
+                 [(str(i), t, y, "") for i, (y, ts) in enumerate(toy_sentences(4).items())
+                  for t in ts] + [("", "", ""), (" ", " ", "", "")])  # and trailing commas
+    assert len(load_text_set(table).train + load_text_set(table).val) == 12
 
 
 def test_builtin_set_is_deterministic_and_licensed(tmp_path):
@@ -144,3 +178,52 @@ def test_builtin_set_is_deterministic_and_licensed(tmp_path):
     assert load_text_set(b, val_fraction=0.5).fingerprint() == data.fingerprint()
     assert "BSD-3-Clause" in (a / "SOURCE.md").read_text()
     assert len(data.labels_per_class(8)) == 8 * len(TOPICS)
+
+
+def _image_classes(root, names=("cat", "dog"), per_class=3):
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            (root / name / f"{i}.png").write_bytes(b"\x89PNG")
+    return root
+
+
+@pytest.mark.parametrize("stray", ["README.txt", "LICENSE.txt", "cat/notes.txt",
+                                   "cat/sub/notes.txt", "train/README.txt"])
+def test_stray_txt_files_leave_an_image_set_an_image_set(tmp_path, stray):
+    root = tmp_path / "data"
+    if stray.startswith("train/"):
+        _image_classes(root / "train")
+        _image_classes(root / "val")
+    else:
+        _image_classes(root)
+    (root / stray).parent.mkdir(parents=True, exist_ok=True)
+    (root / stray).write_text("notes about the set\n", encoding="utf-8")
+    assert not is_text_set(root)
+
+
+def test_a_text_set_with_a_readme_is_text(tmp_path):
+    root = write_toy_folder(tmp_path / "toy", per_class=4)
+    (root / "README.txt").write_text("about\n", encoding="utf-8")
+    assert is_text_set(root)
+
+
+AMBIGUOUS = [
+    ("text class beside image classes", {"notes/a.txt": 1}, r"class folders of images "
+     r"\('cat'\) and of .txt files \('notes'\), so it is neither a text set nor an image set"),
+    ("class folder mostly text", {"cat/a.txt": 1, "cat/b.txt": 1, "cat/c.txt": 1,
+                                  "cat/d.txt": 1}, r"class folder '.*cat' holds 4 .txt files "
+     "and 3 images, so it is neither a text class nor an image class; move"),
+]
+
+
+@pytest.mark.parametrize("extra,message", [c[1:] for c in AMBIGUOUS],
+                         ids=[c[0] for c in AMBIGUOUS])
+def test_ambiguous_folders_are_one_line_errors(tmp_path, extra, message):
+    root = _image_classes(tmp_path / "data")
+    for name in extra:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("hello\n", encoding="utf-8")
+    with pytest.raises(DataError, match=message) as info:
+        is_text_set(root)
+    assert "\n" not in str(info.value)

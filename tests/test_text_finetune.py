@@ -82,6 +82,11 @@ def test_config_errors_name_the_field():
         TextFinetuneConfig(lr=-1.0)
 
 
+def test_max_length_over_the_encoders_limit_is_refused(toy, bert):
+    with pytest.raises(ConfigError, match="max_length 100 is over the 64 tokens that encoder"):
+        finetune_text(TextFinetuneConfig(max_length=100), toy, bert)
+
+
 def test_a_probe_that_cannot_tell_the_classes_apart_says_so(bert, tmp_path, caplog):
     """Both classes hold the same sentences: the probe's loss and val top-1 are at chance."""
     import logging

@@ -29,7 +29,13 @@ from edgessl.text.data import MAX_TEXT_CHARS, load_text_set
 from edgessl.text.encoders import load_encoder
 from edgessl.text.finetune import TextFinetuneConfig, finetune_text
 from edgessl.text.mlm import IGNORE, MLMConfig, mask_tokens
-from edgessl.text.pretrain import STATE_FILE, TextPretrainConfig, pretrain_text
+from edgessl.text.pretrain import (
+    DEFAULT_MAX_LENGTH,
+    STATE_FILE,
+    TextPretrainConfig,
+    pretrain_text,
+    sequence_length,
+)
 from edgessl.text.simcse import SimCSE, simcse_loss
 from edgessl.text.unlabeled import read_unlabeled_text, text_files
 
@@ -247,6 +253,15 @@ def test_config_and_output_errors(corpus, bert, tmp_path):
         pretrain_text(_cfg(one, bert, tmp_path / "p", steps=1))
     result = pretrain_text(_cfg(corpus, bert, tmp_path / "epochs", epochs=2))
     assert result.steps == 10  # 60 lines // 12 = 5 steps an epoch
+
+
+def test_max_length_is_the_default_within_the_encoders_limit_or_an_error():
+    assert sequence_length(TextPretrainConfig(data="x"), 512) == DEFAULT_MAX_LENGTH
+    assert sequence_length(TextPretrainConfig(data="x"), 32) == 32  # default capped
+    assert sequence_length(TextPretrainConfig(data="x", max_length=256), 256) == 256
+    with pytest.raises(ConfigError, match="--max-length 1000 is over the 256 tokens .* pass "
+                                          "--max-length 256 or less"):
+        sequence_length(TextPretrainConfig(data="x", max_length=1000), 256)
 
 
 # --- unlabeled text -------------------------------------------------------------------------

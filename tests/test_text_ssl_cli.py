@@ -44,6 +44,7 @@ def test_text_folder_runs_simcse(corpus, bert, tmp_path):
     (["--epochs", "1", "--steps", "2"], "--epochs and --steps"),
     (["--method", "simclr"], "unknown text SSL method 'simclr'"),
     (["--opt", "temprature=0.1"], "unknown key 'temprature'"),
+    (["--max-length", "100"], "--max-length 100 is over the 64 tokens that encoder"),
 ])
 def test_text_flag_errors_are_one_line(corpus, bert, tmp_path, args, expected):
     result = invoke("pretrain", corpus, "--backbone", bert, "--out", tmp_path / "o", *args)

@@ -66,9 +66,11 @@ def finetune_command(
         show_default="the checkpoint's; 32 for scratch; for a pretrained start the data's "
                      "typical side, 128 to the start's training size"),
     epochs: int | None = typer.Option(
-        None, help="Epochs of --mode full.", show_default="50"),
+        None, help="Epochs of --mode full; text --mode setfit: rounds of sentence pairs.",
+        show_default="50; text: 20"),
     lr: float | None = typer.Option(
-        None, help="Learning rate of --mode full (AdamW).", show_default="2e-3"),
+        None, help="Learning rate of --mode full (AdamW); text --mode setfit: of its pair "
+                   "training.", show_default="2e-3; text: 5e-5 (full), 1e-4 (setfit)"),
     probe_c: float | None = typer.Option(
         None, help="Linear probe: inverse L2 regularisation (scikit-learn's C).",
         show_default="chosen by cross-validation on the labeled images"),

@@ -45,7 +45,8 @@ def pretrain_command(
     steps: int | None = typer.Option(
         None, help="Text only: optimiser steps (instead of --epochs).", show_default="1 epoch"),
     max_length: int | None = typer.Option(
-        None, help="Text only: tokens per line (longer lines are cut).", show_default="64"),
+        None, help="Text only: tokens per line (longer lines are cut), at most the encoder's "
+                   "limit.", show_default="64"),
     budget: str | None = typer.Option(
         None, help="Time budget, e.g. 20m or 1.5h: the epochs that fit are picked from a "
                    "measured step time.", show_default="none"),

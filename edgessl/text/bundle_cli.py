@@ -49,11 +49,12 @@ def _folder(folder: Path, entry: dict) -> Path:
 
 
 def _read_texts(args) -> list[str]:
-    from edgessl.text.runtime import read_text_lines
+    from edgessl.text.runtime import check_texts, read_text_lines
 
     texts = list(args.texts or []) + (read_text_lines(args.file) if args.file else [])
     if not texts:
         raise ConfigError("no text to classify; give texts after predict, or --file")
+    check_texts(texts, "the bundle's model")
     return texts
 
 

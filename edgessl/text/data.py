@@ -7,8 +7,13 @@ Formats:
 - a ``.csv`` file with a header row naming a ``text`` and a ``label`` column;
 - a ``.jsonl`` file with one JSON object per line with ``text`` and ``label`` keys.
 
-Files are read as UTF-8 (a byte-order mark is allowed). Blank lines and rows with blank text
-are skipped; leading and trailing whitespace is stripped; an example longer than
+Files are read as UTF-8 (a byte-order mark is allowed). Leading and trailing whitespace is
+stripped. Blank lines are skipped (in ``.txt`` files, in a JSONL file, and a CSV row whose
+every field is blank), but a row with a label and an empty or blank text is an error that
+names its line and counts such rows. In JSONL the text must be a JSON string; the label a
+string, or a number or boolean taken as JSON writes it (``0``, ``1.5``, ``true``): labels
+such as 0/1 are common, while a null, list or object is refused, as is a CSV row with more
+non-empty fields than its header (an unquoted comma in a text). An example longer than
 ``MAX_TEXT_CHARS`` characters is cut there (and counted in ``TextSet.truncated``).
 Splits and label subsets use the image pipeline's helpers (``edgessl.data.labeled``), so a
 seed picks the same kind of stratified subsets for text as for images.
@@ -21,11 +26,13 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgessl.data.images import is_image_name
 from edgessl.data.labeled import held_out_folder, stratified_split
 from edgessl.data.labeled import labels_per_class as _labels_per_class
 from edgessl.errors import ConfigError, DataError, file_problem, printable
@@ -135,7 +142,8 @@ def _folder_rows(folder: Path) -> tuple[list[str], list[Row]]:
         files = sorted(p for p in d.rglob(f"*{TEXT_SUFFIX}") if not p.name.startswith("."))
         for file in files:
             for n, line in enumerate(_read_text(file).splitlines(), start=1):
-                rows.append((d.name, line, f"'{file}' line {n}"))
+                if line.strip():  # one example per line: a blank line separates, it is no row
+                    rows.append((d.name, line, f"'{file}' line {n}"))
     return [d.name for d in dirs], rows
 
 
@@ -152,8 +160,16 @@ def _csv_rows(path: Path) -> list[Row]:
     rows = []
     try:
         for record in reader:
+            where = f"'{path}' line {reader.line_num}"
+            extra = [v for v in record.get(None, []) if v.strip()]  # beyond the header's
+            if extra:  # (empty ones, as from a trailing comma, are harmless)
+                raise DataError(f"{printable(where)} has {len(columns) + len(record[None])} "
+                                f"fields, the header {len(columns)}; put a text that holds "
+                                'a comma in double quotes ("like, this")')
+            if not any((record.get(c) or "").strip() for c in columns):
+                continue  # a blank row, as a spreadsheet writes at the end: no example
             label, text = record.get(LABEL_COLUMN), record.get(TEXT_COLUMN)
-            rows.append((label or "", text or "", f"'{path}' line {reader.line_num}"))
+            rows.append((label or "", text or "", where))
     except csv.Error as exc:
         raise DataError(f"CSV '{printable(path)}' line {reader.line_num} cannot be parsed "
                         f"({exc}); check its quoting") from None
@@ -176,18 +192,56 @@ def _jsonl_rows(path: Path) -> list[Row]:
             raise DataError(f"{printable(where)} has no '{TEXT_COLUMN}' and '{LABEL_COLUMN}' "
                             f"keys (it has: {printable(keys) or 'none'}); write objects like "
                             '{"text": "...", "label": "..."}')
-        rows.append((str(record[LABEL_COLUMN]), str(record[TEXT_COLUMN]), where))
+        rows.append((_json_label(record[LABEL_COLUMN], where),
+                     _json_text(record[TEXT_COLUMN], where), where))
     return rows
 
 
+def _json_kind(value: object) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN or an infinity"
+    kinds = {type(None): "null", bool: "a boolean", list: "a list", dict: "an object"}
+    return kinds.get(type(value), "a number")
+
+
+def _json_text(value: object, where: str) -> str:
+    """A JSONL row's text: a JSON string, nothing else (a number or null there is a mistake
+    in the file, never a sentence to learn from)."""
+    if isinstance(value, str):
+        return value
+    raise DataError(f"{printable(where)} has {_json_kind(value)} as its '{TEXT_COLUMN}' "
+                    f"({printable(json.dumps(value))[:40]}), not a string; write each text "
+                    'as a JSON string ("text": "...") or delete the row')
+
+
+def _json_label(value: object, where: str) -> str:
+    """A JSONL row's label: a string, or a finite number or a boolean as JSON writes it
+    (0/1 labels are common); null, a list or an object is refused."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+        return json.dumps(value)
+    raise DataError(f"{printable(where)} has {_json_kind(value)} as its '{LABEL_COLUMN}' "
+                    f"({printable(json.dumps(value))[:40]}); give every row a label: a "
+                    'string ("label": "spam") or a number')
+
+
 def _examples(rows: list[Row], declared: list[str] | None, source: Path):
-    """Class names and (text, label) samples; blank texts skipped, long ones truncated."""
+    """Class names and (text, label) samples; long texts truncated.
+
+    Raises:
+        DataError: a row with an empty label or an empty text (naming the first such line,
+            with their count), or too few or too many classes.
+    """
     by_class: dict[str, list[str]] = {name: [] for name in declared or []}
     truncated = 0
+    empty_texts = [where for _, text, where in rows if not text.strip()]
+    if empty_texts:
+        more = f" ({len(empty_texts)} such rows)" if len(empty_texts) > 1 else ""
+        raise DataError(f"{printable(empty_texts[0])} has an empty text{more}; "
+                        "give every row a text, or delete the row")
     for label, text, where in rows:
         text, label = text.strip(), label.strip()
-        if not text:
-            continue
         if not label:
             raise DataError(f"{printable(where)} has an empty label; give every example one")
         if len(label) > MAX_LABEL_CHARS:
@@ -239,37 +293,84 @@ def _split(samples: list[TextSample], classes: list[str], val_fraction: float, s
     return stratified_split(samples, val_fraction, seed)
 
 
+def _count_files(folder: Path) -> tuple[int, int]:
+    """(.txt files, image files) in ``folder``'s tree; hidden files and folders skipped."""
+    texts = images = 0
+    for _, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        texts += sum(f.endswith(TEXT_SUFFIX) and not f.startswith(".") for f in files)
+        images += sum(is_image_name(f) for f in files)
+    return texts, images
+
+
+def _class_kind(folder: Path) -> str | None:
+    """"images", "text" or None (neither) for one class folder.
+
+    Images win over as many ``.txt`` files or fewer (notes, or a caption or annotation per
+    picture, which the image loader ignores); a text class holds no images.
+
+    Raises:
+        DataError: the folder holds images and more ``.txt`` files than images.
+    """
+    texts, images = _count_files(folder)
+    if images and images >= texts:
+        return "images"
+    if texts and images:
+        raise DataError(f"class folder '{printable(folder)}' holds {texts} .txt files and "
+                        f"{images} images, so it is neither a text class nor an image class; "
+                        "move the .txt files or the images out (.txt files among as many "
+                        "images or more are ignored)")
+    return "text" if texts else None
+
+
+def _class_folders(path: Path) -> list[Path]:
+    """The folders that would be classes: those of ``train/`` and ``val/`` when both are
+    there, else the subfolders of ``path``."""
+    held_out = held_out_folder(path)
+    roots = [path / "train", held_out] if held_out is not None else [path]
+    return [d for root in roots for d in _class_dirs(root)]
+
+
 def is_text_set(path: str | Path) -> bool:
     """True when ``path`` is a labeled text set, False when it is an image folder (or not a
     folder or table at all: the image pipeline then says what is wrong, as before).
 
-    A ``.csv`` / ``.jsonl`` file is text. A folder is text when its tree holds ``.txt`` files
-    and no images, images when it holds images and no ``.txt`` files (hidden files and other
-    files such as a README are ignored).
+    A ``.csv`` / ``.jsonl`` file is text. A folder is judged by its class folders (those of
+    ``train/`` and ``val/`` where both are there): text when they hold ``.txt`` files, images
+    when they hold images. Files beside the class folders (a README.txt, a LICENSE.txt) are
+    ignored, and so are ``.txt`` files in a class folder of as many images or more (notes,
+    captions), since the image loader reads images only. A folder without class folders of
+    either kind is judged by all its files (images first: the image pipeline then explains
+    the layout).
 
     Raises:
-        DataError: a folder holding both (ambiguous), or neither (empty).
+        DataError: a class folder holding images and more ``.txt`` files than images, class
+            folders of text beside class folders of images (ambiguous), or no images and
+            no ``.txt`` files at all (empty).
     """
-    from edgessl.data.images import is_image_name
-
     path = Path(path).expanduser()
     if not path.is_dir():
         return path.suffix.lower() in TABLE_SUFFIXES
-    texts = images = 0
-    for _, dirs, files in os.walk(path):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        texts += sum(f.endswith(TEXT_SUFFIX) and not f.startswith(".") for f in files)
-        images += sum(is_image_name(f) for f in files)
-        if texts and images:
-            raise DataError(f"'{printable(path)}' holds both .txt files and images, so it is "
-                            "neither a text set nor an image set; keep one kind per folder")
+    kinds: dict[str, Path] = {}
+    for folder in _class_folders(path):
+        kind = _class_kind(folder)
+        if kind is not None:
+            kinds.setdefault(kind, folder)
+    if len(kinds) == 2:
+        raise DataError(f"'{printable(path)}' has class folders of images "
+                        f"('{printable(kinds['images'].name)}') and of .txt files "
+                        f"('{printable(kinds['text'].name)}'), so it is neither a text set nor "
+                        "an image set; keep one kind of class folder per set")
+    if kinds:
+        return "text" in kinds
+    texts, images = _count_files(path)
     if not texts and not images:
         what = "holds no images and no .txt files" if _class_dirs(path) else \
             "has no class subfolders"
         raise DataError(f"'{printable(path)}' {what}; give one subfolder per class of images "
                         "or of .txt files (one example per line), or a .csv/.jsonl file with "
                         "text and label columns")
-    return bool(texts)
+    return not images
 
 
 def load_text_set(path: str | Path, val_fraction: float = 0.2, seed: int = 0) -> TextSet:

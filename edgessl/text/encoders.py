@@ -339,6 +339,14 @@ def _max_length(folder: Path, config, start: TextStart | None) -> int:
         return int(config.max_position_embeddings)
 
 
+def encoder_max_length(source: EncoderSource) -> int:
+    """The longest input in tokens the encoder was made for (``record``'s ``max_length``),
+    read without loading its weights, so a setting over it is refused before any work."""
+    if source.start is not None:
+        return source.start.max_length
+    return _max_length(source.folder, read_config(source.folder), None)
+
+
 @dataclass
 class LoadedEncoder:
     """A loaded encoder with what a card records about it.

@@ -36,7 +36,7 @@ import torch
 
 from edgessl import __version__
 from edgessl.config import MAX_BATCH, MAX_EPOCHS, MAX_LR, MAX_SEED, Range, check_fields
-from edgessl.errors import ConfigError
+from edgessl.errors import ConfigError, printable
 from edgessl.finetune.monitor import probe_not_learning, val_at_chance
 from edgessl.registry import Registry
 from edgessl.text.data import TextSample, TextSet
@@ -57,10 +57,13 @@ class TextFinetuneConfig:
         mode: "probe", "setfit" or "full" (see the module docstring; ``MODES``).
         labels_per_class: K labeled examples of each class (stratified, seeded); None = all.
         seed: seeds the label subset, the head and the training order.
-        max_length: L in tokens; None = the longest training-split text, rounded up to 8, at
-            most the encoder's ``max_length``.
+        max_length: L in tokens, at most the encoder's ``max_length`` (more is a
+            ConfigError); None = the longest training-split text, rounded up to 8, at most
+            that.
         probe_c: the probe's inverse L2 strength; None = chosen by cross-validation.
-        epochs, batch_size, lr, head_lr, weight_decay: full fine-tuning's AdamW. The
+        epochs, batch_size, lr, head_lr, weight_decay: full fine-tuning's AdamW (SetFit
+            uses ``batch_size`` and ``weight_decay``; the CLI's --epochs and --lr set its
+            ``pair_iterations`` and ``pair_lr``: ``edgessl.text.workflow.MODE_FLAGS``). The
             defaults (20 epochs, 5e-5 for the encoder, as in BERT's own recipes, 1e-3 for the
             head) take about 30 s for 80 short texts with MiniLM on 2 CPU cores.
         max_steps, max_seconds: caps on full and SetFit fine-tuning (None = none).
@@ -246,14 +249,17 @@ def finetune_text(cfg: TextFinetuneConfig, data: TextSet,
     train = data.labels_per_class(cfg.labels_per_class, cfg.seed)
     loaded = encoder if encoder is not None else load_encoder(cfg.encoder)
     limit = loaded.record["max_length"]
-    length = min(cfg.max_length or choose_length(loaded.tokenizer, [t for t, _ in data.train],
-                                                 limit), limit)
+    if cfg.max_length is not None and cfg.max_length > limit:
+        raise ConfigError(f"max_length {cfg.max_length} is over the {limit} tokens that "
+                          f"encoder '{printable(cfg.encoder)}' reads; give {limit} or less, or "
+                          "None to fit the longest training text")
+    length = cfg.max_length or choose_length(loaded.tokenizer, [t for t, _ in data.train], limit)
     torch.manual_seed(cfg.seed)
     model = TextClassifier(copy.deepcopy(loaded.encoder), data.classes, length, loaded.pad_id,
                            loaded.tokenizer)
     training = MODES.get(cfg.mode)(model, train, cfg)
     metrics = evaluate_text(model, data.val)
-    at_chance = (val_at_chance(metrics["top1"], len(data.classes))
+    at_chance = (val_at_chance(metrics["top1"], len(data.classes), metrics["examples"])
                  if metrics["top1"] is not None else None)
     if at_chance is not None:
         log.warning("NOT LEARNING WARNING: %s; %s", at_chance, TEXT_ADVICE)

@@ -61,6 +61,8 @@ WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 # Copied from the start as they are, so the output tokenises exactly as the start did.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.txt", "vocab.json", "merges.txt", "sentence_bert_config.json")
+# Tokens per line without --max-length (at most the encoder's limit): a sentence or two.
+DEFAULT_MAX_LENGTH = 64
 # Settings that change what is learned: a resumed run must have the same ones.
 SAME_RUN = ("method", "start", "batch_size", "lr", "steps", "warmup_steps", "weight_decay",
             "grad_clip", "max_length", "seed", "method_options")
@@ -82,8 +84,10 @@ class TextPretrainConfig:
         warmup_steps: linear warm-up before the cosine decay; None = 10% of the steps.
         weight_decay: AdamW's, not on biases and norms. grad_clip: gradient-norm clip
             (0 = off).
-        max_length: tokens per line, special tokens included (longer lines are cut); at
-            most the encoder's own limit.
+        max_length: tokens per line, special tokens included (longer lines are cut); None =
+            ``DEFAULT_MAX_LENGTH`` or the encoder's own limit, whichever is smaller. A value
+            over that limit is a ConfigError (the encoder was never trained on, or cannot
+            hold, longer inputs).
         seed: seeds the batch order, dropout, masking and any fresh head.
         method_options: the method's own settings (``--opt``), e.g. ``temperature``.
         checkpoint_every: steps between checkpoints (the last step always writes one).
@@ -105,7 +109,7 @@ class TextPretrainConfig:
     warmup_steps: Annotated[int | None, Range(ge=0, le=10**9)] = None
     weight_decay: Annotated[float, Range(ge=0, le=1)] = 0.01
     grad_clip: Annotated[float, Range(ge=0, note="0 = off")] = 1.0
-    max_length: Annotated[int, Range(ge=4, le=MAX_SEQUENCE, note="tokens")] = 64
+    max_length: Annotated[int | None, Range(ge=4, le=MAX_SEQUENCE, note="tokens")] = None
     seed: Annotated[int, Range(ge=0, le=MAX_SEED)] = 0
     method_options: dict = field(default_factory=dict)
     checkpoint_every: Annotated[int, Range(ge=1, le=10**9, note="steps")] = 50
@@ -195,7 +199,22 @@ class _Plan:
                 "method_options": dataclasses.asdict(options)}
 
 
-def _plan(cfg: TextPretrainConfig, lines: int, method_cls, encoder_limit: int) -> _Plan:
+def sequence_length(cfg: TextPretrainConfig, encoder_limit: int) -> int:
+    """Tokens per line: ``cfg.max_length``, or the default capped at ``encoder_limit``.
+
+    Raises:
+        ConfigError: ``cfg.max_length`` is over ``encoder_limit``.
+    """
+    if cfg.max_length is None:
+        return min(DEFAULT_MAX_LENGTH, encoder_limit)
+    if cfg.max_length > encoder_limit:
+        raise ConfigError(f"--max-length {cfg.max_length} is over the {encoder_limit} tokens "
+                          f"that encoder '{printable(cfg.start)}' reads; pass --max-length "
+                          f"{encoder_limit} or less (longer lines are cut)")
+    return cfg.max_length
+
+
+def _plan(cfg: TextPretrainConfig, lines: int, method_cls, length: int) -> _Plan:
     batch = min(cfg.batch_size, lines)
     if batch < method_cls.min_batch:
         raise DataError(f"'{printable(cfg.data)}' holds {lines} line; {cfg.method} needs at "
@@ -204,7 +223,7 @@ def _plan(cfg: TextPretrainConfig, lines: int, method_cls, encoder_limit: int) -
     steps = cfg.steps if cfg.steps is not None else (cfg.epochs or 1) * per_epoch
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else steps // 10
     return _Plan(batch, per_epoch, steps, cfg.lr if cfg.lr is not None else method_cls.lr,
-                 min(warmup, steps), min(cfg.max_length, encoder_limit))
+                 min(warmup, steps), length)
 
 
 def batch_lines(lines: tuple[str, ...], plan: _Plan, seed: int, step: int) -> list[str]:
@@ -389,20 +408,21 @@ def pretrain_text(cfg: TextPretrainConfig) -> TextPretrainResult:
     """
     from edgessl.io import output_lock
     from edgessl.ssl.ddp import resolve_device
-    from edgessl.text.encoders import resolve_encoder
+    from edgessl.text.encoders import encoder_max_length, resolve_encoder
     from edgessl.training import cosine_with_warmup, param_groups, seed_everything
 
     method_cls = TEXT_METHODS.get(cfg.method)
     options = build_method_options(method_cls, cfg.method_options)
     device = torch.device(resolve_device(cfg.device))
     text = read_unlabeled_text(cfg.data, min_lines=method_cls.min_batch)
-    start_folder = resolve_encoder(cfg.start).folder
-    out = _output_folder(cfg, start_folder)
+    source = resolve_encoder(cfg.start)
+    length = sequence_length(cfg, encoder_max_length(source))  # before the weights load
+    out = _output_folder(cfg, source.folder)
     saved = _read_card(out) if cfg.resume else None
     seed_everything(cfg.seed)
     loaded = load_encoder(out if cfg.resume else cfg.start)
     method = method_cls(loaded, options)
-    plan = _plan(cfg, len(text.lines), method_cls, int(loaded.record["max_length"]))
+    plan = _plan(cfg, len(text.lines), method_cls, length)
     method.to(device).train()
     optimizer = torch.optim.AdamW(
         [{**g, "lr": plan.lr} for g in param_groups(method, cfg.weight_decay)])

@@ -21,11 +21,13 @@ export use, so all three tokenise identically.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgessl.data.images import IMAGE_EXTENSIONS
 from edgessl.errors import CheckpointError, ConfigError, DataError, printable
 from edgessl.limits import MAX_CLASSES, MAX_LABEL_CHARS
 from edgessl.registry import Registry
@@ -326,6 +328,52 @@ def read_text_lines(file: str | Path, flag: str = "--file") -> list[str]:
     if not lines:
         raise DataError(f"{flag} '{printable(file)}' has no text; write one text per line")
     return lines
+
+
+def _named_path(text: str) -> str | None:
+    """What ``text`` names on disk when it cannot be meant as a sentence: "an image file", "a
+    text file" (a .txt file), "a folder" (given as a path, with a separator), else None.
+
+    ``os.path`` answers False for any text the OS cannot take as a path (too long, NUL).
+    """
+    path = os.path.expanduser(text)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in IMAGE_EXTENSIONS and os.path.isfile(path):
+        return "an image file"
+    if suffix == ".txt" and os.path.isfile(path):
+        return "a text file"
+    if ("/" in text or os.sep in text) and os.path.isdir(path):
+        return "a folder"
+    return None
+
+
+def check_texts(texts: list[str], model: str, flag: str = "--file") -> None:
+    """Refuse a text that a text classifier cannot mean: an empty or blank one, or one naming
+    an existing image file, ``.txt`` file or folder (an input for an image model, or a file
+    of texts that ``flag`` reads).
+
+    Args:
+        texts: the texts to classify, in the order given.
+        model: the model, as the message names it.
+        flag: the option that reads texts from a file.
+
+    Raises:
+        DataError: naming the text (by its position when blank) and what to pass instead.
+    """
+    for n, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise DataError(f"text {n} of {len(texts)} is empty; give the text to classify in "
+                            f"quotes (\"where is my parcel?\"), or {flag} with one text per "
+                            "line")
+        named = _named_path(text)
+        if named == "a text file":
+            raise DataError(f"'{printable(text)}' is a text file, and {model} classifies the "
+                            f"texts given, not file names: pass the file with {flag} (one "
+                            "text per line)")
+        if named is not None:
+            raise DataError(f"'{printable(text)}' is {named}, and {model} is a text "
+                            "classifier: give the text to classify in quotes, or a file of "
+                            f"texts with {flag} (images need an image model)")
 
 
 def is_text_model(path: str | Path) -> bool:

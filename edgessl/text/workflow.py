@@ -10,7 +10,8 @@ here is plain Python API, also used by ``edgessl.text.quickstart``:
 - ``predict_texts``: raw strings -> labels and probabilities, torch-free.
 
 Flags that only mean something for images are refused with text data, by name, before any
-work (``refuse_image_flags``); a flag is never silently ignored.
+work (``refuse_image_flags``), and so are training flags a text mode does not use
+(``MODE_FLAGS``); a flag is never silently ignored.
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ log = logging.getLogger("edgessl")
 # The image CLI's mode names for the text modes that do the same thing; every other text
 # mode (edgessl.text.finetune.MODES) is offered under its own name.
 MODE_ALIASES = {"linear": "probe"}
+# The TextFinetuneConfig field each training flag sets, per mode. A flag a mode does not list
+# is refused for it (as the image probe refuses --epochs and --lr), never silently ignored.
+# SetFit's rounds of pair sampling (SetFit's num_iterations: each gives every sentence one
+# positive and one negative partner) are its passes over the data, so --epochs sets them,
+# and --lr its pair training's learning rate.
+MODE_FLAGS = {
+    "probe": {},
+    "full": {"epochs": "epochs", "lr": "lr"},
+    "setfit": {"epochs": "pair_iterations", "lr": "pair_lr"},
+}
 
 
 def mode_choices() -> list[str]:
@@ -96,6 +107,29 @@ class TextFinetuneRun:
     force: bool = False
 
 
+def training_settings(mode: str, given: dict) -> dict:
+    """The TextFinetuneConfig fields that the training flags ``given`` (name -> value, None
+    when not given) set for ``mode`` (see ``MODE_FLAGS``).
+
+    Raises:
+        ConfigError: a flag ``mode`` does not use, naming the modes that use it.
+    """
+    used = MODE_FLAGS[mode]
+    unused = [name for name, value in given.items() if value is not None and name not in used]
+    if unused:
+        many = len(unused) > 1
+        users = " or ".join(f"--mode {m}" for m, names in MODE_FLAGS.items()
+                            if all(n in names for n in unused))
+        them = "them" if many else "it"
+        shown = next((alias for alias, m in MODE_ALIASES.items() if m == mode), mode)
+        why = ("the linear probe is solved to convergence (set its regularisation with "
+               "--probe-c)" if mode == "probe" else f"--mode {shown} has no use for {them}")
+        raise ConfigError(f"{' and '.join(f'--{n}' for n in unused)} "
+                          f"{'apply' if many else 'applies'} to {users or 'no text mode'}, not "
+                          f"to --mode {shown}; {why}: drop {them}")
+    return {used[name]: value for name, value in given.items() if value is not None}
+
+
 def default_finetune_out(encoder: str, mode: str, k: int | None) -> Path:
     """``models/text-<encoder folder or start name>-<mode>-k<K|all>``."""
     return Path("models") / f"text-{Path(encoder).name}-{mode}-k{k or 'all'}"
@@ -112,10 +146,10 @@ def finetune_text_set(run: TextFinetuneRun):
     from edgessl.text.finetune import TextFinetuneConfig, finetune_text
 
     encoder = run.encoder or DEFAULT_TEXT_START
-    extra = {k: v for k, v in (("epochs", run.epochs), ("lr", run.lr)) if v is not None}
-    cfg = TextFinetuneConfig(encoder=encoder, mode=text_mode(run.mode),
-                             labels_per_class=run.labels_per_class, seed=run.seed,
-                             probe_c=run.probe_c, **extra)
+    mode = text_mode(run.mode)
+    extra = training_settings(mode, {"epochs": run.epochs, "lr": run.lr})
+    cfg = TextFinetuneConfig(encoder=encoder, mode=mode, labels_per_class=run.labels_per_class,
+                             seed=run.seed, probe_c=run.probe_c, **extra)
     out = Path(run.out) if run.out else default_finetune_out(encoder, cfg.mode,
                                                              run.labels_per_class)
     local = Path(encoder).expanduser()
@@ -290,13 +324,16 @@ def predict_texts(artifact: str | Path, texts: list[str], top_k: int = 1,
     Raises:
         CheckpointError: ``artifact`` is not an exported text model.
         ConfigError: no texts, or ``top_k`` below 1.
+        DataError: an empty or blank text, or one that names an image file, a .txt file
+            or a folder (``edgessl.text.runtime.check_texts``).
     """
-    from edgessl.text.runtime import TextPredictor
+    from edgessl.text.runtime import TextPredictor, check_texts
 
     if top_k < 1:
         raise ConfigError(f"--top-k must be 1 or more, got {top_k}")
     if not texts:
         raise ConfigError("no text to classify; give texts after the model, or --file")
+    check_texts(texts, f"'{printable(artifact)}'")
     predictor = TextPredictor(artifact, threads=threads)
     return predictor.runtime, predictor.top_k(texts, top_k)
 
