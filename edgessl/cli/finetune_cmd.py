@@ -63,8 +63,8 @@ def finetune_command(
         None, "--labels-per-class", "-k", help="Labels per class.", show_default="all"),
     image_size: int | None = typer.Option(
         None, help="Image side in pixels.",
-        show_default="the checkpoint's; 32 for scratch; for a pretrained start the data's "
-                     "typical side, 128 to the start's training size"),
+        show_default="the checkpoint's; 32 for scratch; for a pretrained start its "
+                     "training size (224 for efficientnet_lite0.in1k)"),
     epochs: int | None = typer.Option(
         None, help="Epochs of --mode full; text --mode setfit: rounds of sentence pairs.",
         show_default="50; text: 20"),
