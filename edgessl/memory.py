@@ -21,12 +21,13 @@ from edgessl.errors import ConfigError
 log = logging.getLogger("edgessl")
 
 # Backward keeps the layers' outputs; in-place activations share theirs, and gradients are
-# freed as backward goes. Measured: EfficientNet-Lite0 at 224 px, a batch of 64, forward and
-# backward grew the process by 4.99 GiB, where its leaf outputs sum to 5.97 GiB. So the sum,
-# once, is the estimate (a little above what is used).
+# freed as backward goes. The sum of the leaf outputs, once, came within 0.83 to 1.20 times
+# the real growth of one training step (``benchmarks/memory_estimate.py``: EfficientNet-Lite0
+# and resnet_tiny), so it is the estimate as it is.
 BACKWARD_FACTOR = 1.0
-# Share of the free memory a batch may be estimated to need before it is refused: the
-# estimate runs high, so only a batch that cannot fit is refused, never a tight one.
+# Share of the free memory a batch may be estimated to need before it is refused. The
+# estimate is good to about a fifth either way, so only a batch that clearly cannot fit is
+# refused, never a tight one (which may still fit, or may be killed: no estimate is exact).
 USABLE_SHARE = 1.0
 GIB = 1 << 30
 
