@@ -357,3 +357,9 @@ def test_an_unknown_backbone_lists_the_pretrained_starts_not_only_scratch(digits
     line = one_line_error(invoke("finetune", digits_dir, "--backbone", "timm:resnet51",
                                  "--out", tmp_path / "m"))
     assert "Did you mean 'resnet5" in line
+
+
+def test_predict_refuses_a_batch_size_below_one_before_any_work(tiny_classifier, digits_dir):
+    image = next((digits_dir / "val").rglob("*.png"))
+    line = one_line_error(invoke("predict", tiny_classifier, image, "--batch-size", "0"))
+    assert "--batch-size" in line and "predicting" not in line

@@ -86,7 +86,8 @@ def predict(
         None, "--profile", help="Device profile (name or .toml) whose device to run on."),
     device: str = typer.Option("CPU", "--device",
                                help="Device to run on (ignored with --profile)."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per run."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, max=4096,
+                                   help="Images per run."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
 ) -> None:
     """Classify images (or embed them, for an embedding model), or texts with a text model:
