@@ -141,8 +141,10 @@ def test_benchmark_result_fields(with_data, tiny_classifier):
     assert result.first_inference_ms > 0 and result.load_s > 0
     assert result.executed_on == ("cpu",) and result.settings["threads"] >= 1
     assert result.host == "local" and result.skipped is None
-    e2e = result.e2e_latency  # decoding and resizing images costs more than the tensor run
-    assert e2e is not None and e2e.p50_ms > 0 and e2e.mean_ms > lat.min_ms
+    # end to end (decode, resize, run) is timed in its own loop; no order between the two
+    # loops' times is asserted: another job on the machine slows one loop and not the other
+    e2e = result.e2e_latency
+    assert e2e is not None and 0 < e2e.min_ms <= e2e.p50_ms <= e2e.max_ms
     assert result.async_throughput.requests == 2 and result.async_throughput.runs == 4
     assert result.async_throughput.throughput_ips > 0
     assert result.sweep == ()  # no profile, no --batch-sizes: no sweep
