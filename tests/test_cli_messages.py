@@ -363,3 +363,19 @@ def test_predict_refuses_a_batch_size_below_one_before_any_work(tiny_classifier,
     image = next((digits_dir / "val").rglob("*.png"))
     line = one_line_error(invoke("predict", tiny_classifier, image, "--batch-size", "0"))
     assert "--batch-size" in line and "predicting" not in line
+
+
+def test_predict_leaves_out_an_unreadable_image_of_a_folder_but_not_a_named_one(
+        tiny_classifier, digits_dir, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for path in sorted((digits_dir / "val").rglob("*.png"))[:3]:
+        shutil.copy(path, folder / path.name)
+    (folder / "zz_bad.png").write_bytes(b"not an image")
+    result = invoke("predict", tiny_classifier, folder, "--json", "-")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout[result.stdout.index("{"):])
+    assert len(data["predictions"]) == 3
+    assert [s["image"] for s in data["skipped"]] == [str(folder / "zz_bad.png")]
+    line = one_line_error(invoke("predict", tiny_classifier, folder / "zz_bad.png"))
+    assert "zz_bad.png" in line and "not a readable image" in line

@@ -4,6 +4,7 @@ torch-free)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import typer
 from edgessl.cli.app import app, echo, user_errors
 from edgessl.cli.finetune_cmd import flags_given
 from edgessl.runtime_specs import artifact_kinds
+
+log = logging.getLogger("edgessl")
 
 # Options of image prediction only; given with a text model they are an error.
 IMAGE_ONLY = ("profile", "device", "batch_size")
@@ -118,9 +121,11 @@ def predict(
         files = iter_image_files(images)
         results = []
         to_stdout = json_path is not None and str(json_path) == "-"
+        skipped = Unreadable({i.expanduser() for i in images if i.expanduser().is_file()})
         with typer.progressbar(length=len(files), label="predicting", file=sys.stderr,
                                hidden=len(files) < 2 * batch_size) as bar:
-            for chunk in loaded.iter_predict(files, top_k=top_k, batch_size=batch_size):
+            for chunk in loaded.iter_predict(files, top_k=top_k, batch_size=batch_size,
+                                             on_unreadable=skipped):
                 bar.update(len(chunk))
                 for p in chunk:
                     check_finite(p, model)
@@ -128,9 +133,16 @@ def predict(
                 if json_path is None:
                     for p in chunk:
                         echo(format_prediction(p))
+        skipped.report()
+        if not results:
+            from edgessl.errors import DataError
+
+            raise DataError(f"no readable image among the {len(files)} given; see the "
+                            "warning above for why")
         if json_path is not None:
             data = {"model": str(model), "runtime": loaded.execution.runtime,
-                    "provider": loaded.execution.provider, "predictions": results}
+                    "provider": loaded.execution.provider, "predictions": results,
+                    "skipped": [{"image": str(p), "error": e} for p, e in skipped.files]}
             if to_stdout:
                 echo(dumps_json(data, "predictions").rstrip("\n"))
             else:
@@ -138,6 +150,28 @@ def predict(
 
                 echo(f"wrote {write_json(json_path, data, force=force)} ({len(results)} "
                      "images)")
+
+
+class Unreadable:
+    """``iter_predict``'s ``on_unreadable`` for the CLI: an image named on the command line
+    that cannot be read stops the run (the user asked for it), one found in a folder is left
+    out and counted, and ``report`` warns once with the first one and why."""
+
+    def __init__(self, named: set[Path]) -> None:
+        self.named = named
+        self.files: list[tuple[Path, str]] = []
+
+    def __call__(self, path: Path, error: Exception) -> None:
+        if path in self.named:
+            raise error
+        self.files.append((path, str(error)))
+
+    def report(self) -> None:
+        if self.files:
+            path, error = self.files[0]
+            log.warning("skipped %d image(s) of the folders given that cannot be read; first: "
+                        "%s", len(self.files), error if str(path) in error else
+                        f"'{path}': {error}")
 
 
 def predict_texts_command(ctx: typer.Context, model: Path, texts: list[str], file: Path | None,

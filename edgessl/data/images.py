@@ -199,7 +199,7 @@ def open_rgb(path, min_side: int | None = None):
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as img:
-            check_image_shape(*img.size, str(getattr(path, "name", path)))
+            check_image_shape(*img.size, str(path))
             if min_side:
                 img.draft(None, (2 * min_side, 2 * min_side))  # JPEG only; others ignore it
             img.load()

@@ -218,9 +218,15 @@ class DeployedModel:
         """
         return [p for chunk in self.iter_predict(images, top_k, batch_size) for p in chunk]
 
-    def iter_predict(self, images, top_k: int = 1, batch_size: int = DEFAULT_BATCH
-                     ) -> Iterator[list[Prediction]]:
-        """Like ``predict``, but yields each batch's predictions as soon as it is done."""
+    def iter_predict(self, images, top_k: int = 1, batch_size: int = DEFAULT_BATCH,
+                     on_unreadable=None) -> Iterator[list[Prediction]]:
+        """Like ``predict``, but yields each batch's predictions as soon as it is done.
+
+        Args:
+            on_unreadable: None (an image that cannot be read is a DataError), or a callable
+                ``(path, error)`` called for each such image file instead; it may raise to
+                stop, else the image is left out of the predictions.
+        """
         if top_k < 1:
             raise DataError(f"--top-k must be ≥ 1, got {top_k}")
         if batch_size < 1:
@@ -229,7 +235,31 @@ class DeployedModel:
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
             names = [_source(item, start + i) for i, item in enumerate(chunk)]
-            yield self._predictions(names, self.run(self.preprocess(chunk)), top_k)
+            try:
+                batch = self.preprocess(chunk)
+            except DataError:
+                if on_unreadable is None:
+                    raise
+                chunk, names, batch = self._readable(chunk, names, on_unreadable)
+                if batch is None:
+                    continue
+            yield self._predictions(names, self.run(batch), top_k)
+
+    def _readable(self, chunk: list, names: list[str], on_unreadable):
+        """The images of ``chunk`` that preprocess one by one (the others reported to
+        ``on_unreadable``): (items, names, batch), batch None when none is left."""
+        kept, kept_names, rows = [], [], []
+        for item, name in zip(chunk, names, strict=True):
+            try:
+                rows.append(self.preprocess([item]))
+            except DataError as exc:
+                if not isinstance(item, (str, Path)):
+                    raise
+                on_unreadable(Path(item), exc)
+                continue
+            kept.append(item)
+            kept_names.append(name)
+        return kept, kept_names, (np.concatenate(rows) if rows else None)
 
     def _predictions(self, names: list[str], out: np.ndarray, top_k: int) -> list[Prediction]:
         labels = self.meta.labels
