@@ -379,3 +379,16 @@ def test_predict_leaves_out_an_unreadable_image_of_a_folder_but_not_a_named_one(
     assert [s["image"] for s in data["skipped"]] == [str(folder / "zz_bad.png")]
     line = one_line_error(invoke("predict", tiny_classifier, folder / "zz_bad.png"))
     assert "zz_bad.png" in line and "not a readable image" in line
+
+
+@pytest.mark.parametrize("module", ["edgessl.runtime.bundle_cli", "edgessl.text.bundle_cli"])
+def test_a_bundle_usage_error_is_one_line(module, capsys):
+    import importlib
+
+    parser = importlib.import_module(module).parser()
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["predict", "--top-k", "a"])
+    assert exit_info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: argument --top-k")
+    assert "see 'python run.py predict --help'" in err[0]

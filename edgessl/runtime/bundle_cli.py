@@ -316,8 +316,18 @@ def _table(results: list) -> str:
                       for row in rows] + notes)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, as edgessl's own (argparse prints the whole
+    usage box first), naming where to get help; exit code 2 as argparse's."""
+
+    def error(self, message: str):
+        print_line(f"error: {printable(message)}; see 'python {self.prog} --help'",
+                   file=sys.stderr)
+        raise SystemExit(2)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="run.py", description="Run an edgessl deploy bundle.")
+    p = OneLineParser(prog="run.py", description="Run an edgessl deploy bundle.")
     p.add_argument("--device", help="device for the runtime [default: the bundle's profile's]")
     sub = p.add_subparsers(dest="command", required=True)
     pr = sub.add_parser("predict", help="classify images (files or folders)")

@@ -21,7 +21,13 @@ from pathlib import Path
 
 from edgessl.errors import CheckpointError, ConfigError, EdgesslError, printable
 from edgessl.io import check_outputs
-from edgessl.runtime.bundle_cli import print_line, read_bundle, select_models, write_output
+from edgessl.runtime.bundle_cli import (
+    OneLineParser,
+    print_line,
+    read_bundle,
+    select_models,
+    write_output,
+)
 
 BUNDLE_FORMAT = "edgessl-text-bundle/1"
 # OpenVINO's compiled models, kept in the bundle: the first run on a device compiles and
@@ -136,7 +142,7 @@ def cmd_info(folder: Path, bundle: dict, args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="run.py", description="Run an edgessl text bundle.")
+    p = OneLineParser(prog="run.py", description="Run an edgessl text bundle.")
     p.add_argument("--threads", type=int, help="inference threads [default: the runtime's]")
     sub = p.add_subparsers(dest="command", required=True)
     pr = sub.add_parser("predict", help="classify texts (arguments, or --file lines)")
