@@ -1,7 +1,8 @@
 """How close is ``edgessl.memory``'s estimate to what a training step really takes?
 
 For each backbone and batch, in a fresh process: the estimate ``check_training_memory`` works
-from (every leaf module's output on the meta device, for the batch's forward pass), then the
+from (every leaf module's output on the meta device, for the batch's forward pass, plus the
+largest once more; every layer trains here), then the
 growth of the process's peak resident memory over one real forward and backward pass of a
 random batch. The estimate should sit a little above the real growth (it refuses only batches
 that cannot fit; one that it underestimates by far would still meet the OOM killer).
@@ -35,7 +36,7 @@ x = torch.randn(batch, 3, side, side)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 backbone(x).sum().backward()
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"estimate_gib": total / 2**30, "largest_gib": largest / 2**30,
+print(json.dumps({"estimate_gib": (total + largest) / 2**30, "largest_gib": largest / 2**30,
                   "measured_gib": (after - before) / 2**20}))
 """
 
@@ -55,9 +56,11 @@ def main() -> None:
         print(row, flush=True)
     report = {"date": dt.date.today().isoformat(), "host": device_stamp(), "rows": rows}
     lines = ["# Training-memory estimate vs one real step", "",
-             "Estimate: every leaf module's output for the batch's forward pass, on the meta "
-             "device (`edgessl.memory.activation_bytes`). Measured: growth of the process's "
-             "peak resident memory over one forward and backward pass (fresh process). Host: "
+             "Estimate: every leaf module's output for the batch's forward pass, plus the "
+             "largest once more, on the meta device (`edgessl.memory`, as "
+             "`check_training_memory` adds them for a training step). Measured: growth of "
+             "the process's peak resident memory over one forward and backward pass (fresh "
+             "process). Host: "
              f"{report['host']['cpu']}, {report['host']['logical_cores']} cores; "
              f"{report['date']}.", "",
              "| backbone | side | batch | estimate GiB | measured GiB | estimate / measured |",

@@ -21,21 +21,26 @@ from edgessl.errors import ConfigError
 log = logging.getLogger("edgessl")
 
 # Backward keeps the layers' outputs; in-place activations share theirs, and gradients are
-# freed as backward goes. The sum of the leaf outputs, once, came within 0.83 to 1.20 times
-# the real growth of one training step (``benchmarks/memory_estimate.py``: EfficientNet-Lite0
-# and resnet_tiny), so it is the estimate as it is.
+# freed as backward goes. The kept outputs once, plus the largest output once more (a
+# gradient in flight), came to 1.05 to 1.26 times the real growth of one training step
+# (``benchmarks/memory_estimate.py``: EfficientNet-Lite0 and resnet_tiny, every layer
+# training), so that sum is the estimate.
 BACKWARD_FACTOR = 1.0
 # Share of the free memory a batch may be estimated to need before it is refused. The
-# estimate is good to about a fifth either way, so only a batch that clearly cannot fit is
-# refused, never a tight one (which may still fit, or may be killed: no estimate is exact).
+# estimate runs up to a quarter high, so only a batch that clearly cannot fit is refused,
+# never a tight one (which may still fit, or may be killed: no estimate is exact).
 USABLE_SHARE = 1.0
 GIB = 1 << 30
 
 
 def activation_bytes(model: torch.nn.Module,
                      shape: tuple[int, ...]) -> tuple[int, int] | None:
-    """Bytes of every leaf module's outputs for one forward pass of an input of ``shape``:
-    (their sum, the largest one).
+    """Bytes of the leaf modules' outputs for one forward pass of an input of ``shape``:
+    (the sum of those backward needs, the largest of all).
+
+    Backward needs the outputs that require a gradient: those of trainable layers and of
+    every layer after one. The layers of a frozen start (``--freeze``) before the first
+    trainable one keep nothing, only their largest output is alive at a time.
 
     Returns None when the model cannot run on the meta device (an op that needs values).
     """
@@ -46,7 +51,8 @@ def activation_bytes(model: torch.nn.Module,
         for t in output if isinstance(output, (tuple, list)) else (output,):
             if isinstance(t, torch.Tensor):
                 size = t.numel() * t.element_size()
-                total, largest = total + size, max(largest, size)
+                largest = max(largest, size)
+                total += size if t.requires_grad else 0
 
     try:
         meta = copy.deepcopy(model).to("meta")
@@ -107,7 +113,7 @@ def check_training_memory(model: torch.nn.Module, batch: int, image_size: int,
     if sizes is None or free is None:
         return
     total, largest = sizes
-    need = int(total * BACKWARD_FACTOR) if training else 3 * largest
+    need = int(total * BACKWARD_FACTOR) + largest if training else 3 * largest
     if need > USABLE_SHARE * free:
         step = "a training step" if training else "a batch of features"
         raise ConfigError(

@@ -79,3 +79,12 @@ def test_pretrain_refuses_a_batch_that_cannot_fit_before_training(digits_dir, tm
         pretrain(PretrainConfig(data=str(digits_dir), backbone="resnet_micro", image_size=128,
                                 epochs=1, batch_size=64, out=str(tmp_path / "ssl")))
     assert not (tmp_path / "ssl").exists()
+
+
+def test_the_layers_of_a_frozen_start_before_the_first_trainable_one_keep_nothing():
+    net = _net()
+    for p in net[0].parameters():  # the conv frozen, as --freeze does to a start's first layers
+        p.requires_grad_(False)
+    total, largest = activation_bytes(net, (4, 3, 32, 32))
+    assert largest == 4 * 8 * 32 * 32 * 4  # still the biggest output alive at a time
+    assert total == 4 * 2 * 4  # only the trainable linear layer's output is kept

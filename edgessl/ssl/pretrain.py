@@ -575,14 +575,15 @@ def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed)
                                dist.world_size, root)
     dist.check_batch(batch_size)
     setup = _setup(config, method_cls, backbone, dist, batch_size, init_from is not None)
-    from edgessl.memory import check_training_memory
-
-    check_training_memory(backbone, batch_size // dist.world_size, config.image_size,
-                          setup.device, views=method_cls.num_views)
     frozen = freeze_early(backbone, setup.freeze)
     hold = (init_from is not None if config.hold_norm_stats is None
             else config.hold_norm_stats)
     held = hold_norm_statistics(backbone) if hold else 0
+    from edgessl.memory import check_training_memory
+
+    # after freezing: a frozen start's early layers keep no activations for backward
+    check_training_memory(backbone, batch_size // dist.world_size, config.image_size,
+                          setup.device, views=method_cls.num_views)
     if init_from is not None:
         log.info("continuing from pretrained weights: the first %d of %d backbone tensors are "
                  "frozen (--freeze %.2f), lr %.4g, the running statistics of %d norm layers "
