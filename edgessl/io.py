@@ -47,10 +47,11 @@ def _check_writable(parent: Path) -> None:
         raise OutputWriteError(f"output folder '{parent}' is not writable; choose another --out")
 
 
-def check_output_path(target: str | Path) -> Path:
+def check_output_path(target: str | Path, flag: str = "--out") -> Path:
     """Check before a long run that ``target`` could be written, creating nothing.
 
-    The nearest existing ancestor must be a writable folder (not a file).
+    The nearest existing ancestor must be a writable folder (not a file). ``flag`` is the
+    option or argument that gave ``target``, for the message.
 
     Raises:
         OutputWriteError: when ``target`` lies under a file or a read-only folder.
@@ -61,10 +62,10 @@ def check_output_path(target: str | Path) -> Path:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise OutputWriteError(f"cannot write '{target}': '{ancestor}' is a file, not a folder; "
-                               "choose another --out")
+                               f"choose another {flag}")
     if not os.access(ancestor, os.W_OK):
         raise OutputWriteError(f"cannot write '{target}': folder '{ancestor}' is not writable; "
-                               "choose another --out")
+                               f"choose another {flag}")
     return target
 
 
@@ -139,7 +140,7 @@ def check_outputs(outputs: Mapping[str, str | Path | None],
         if (path.exists() or path.is_symlink()) and not force:
             raise OutputExistsError(f"'{path}' ({name}) exists; pass --force to overwrite it "
                                     f"or choose another {name}")
-        check_output_path(path)
+        check_output_path(path, name)
 
 
 def _free_bytes(target: Path) -> int | None:

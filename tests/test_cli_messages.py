@@ -392,3 +392,12 @@ def test_a_bundle_usage_error_is_one_line(module, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("error: argument --top-k")
     assert "see 'python run.py predict --help'" in err[0]
+
+
+def test_an_output_that_cannot_be_written_names_its_own_option(tiny_classifier, digits_dir,
+                                                               tmp_path):
+    (tmp_path / "afile").write_text("")
+    image = next((digits_dir / "val").rglob("*.png"))
+    line = one_line_error(invoke("predict", tiny_classifier, image, "--json",
+                                 tmp_path / "afile" / "x.json"))
+    assert "is a file, not a folder; choose another --json" in line
