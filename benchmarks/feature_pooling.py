@@ -35,10 +35,9 @@ DEFAULT_CIFAR = HERE.parent.parent / "shared" / "data" / "cifar10-subset"
 def _probe(train_x, train_y, test_x, test_y, seed: int) -> float:
     from sklearn.linear_model import LogisticRegression
 
-    from edgessl.finetune.train import choose_probe_c
+    from edgessl.finetune.train import choose_probe_c, standardise
 
-    mu, sigma = train_x.mean(0), train_x.std(0)
-    sigma = np.maximum(sigma, 1e-2 * sigma.mean() + 1e-8)  # the floor finetune uses
+    mu, sigma = standardise(train_x)  # as finetune does
     z, zt = (train_x - mu) / sigma, (test_x - mu) / sigma
     c = choose_probe_c(z, train_y, seed)
     clf = LogisticRegression(C=c, max_iter=5000).fit(z, train_y)

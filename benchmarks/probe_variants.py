@@ -70,10 +70,9 @@ def fit(x: np.ndarray, y: np.ndarray, seed: int, c: float | None = None):
     """edgessl's probe on ``x``: (logits function, C)."""
     from sklearn.linear_model import LogisticRegression
 
-    from edgessl.finetune.train import _sample_span, choose_probe_c
+    from edgessl.finetune.train import _sample_span, choose_probe_c, standardise
 
-    mu, sigma = x.mean(0), x.std(0)
-    sigma = np.maximum(sigma, 1e-2 * sigma.mean() + 1e-8)
+    mu, sigma = standardise(x)
     z = (x - mu) / sigma
     basis = _sample_span(z)
     c = c or choose_probe_c(z @ basis.T, y, seed)

@@ -96,7 +96,7 @@ def probe_top1(f: dict, root: Path, seed: int) -> float:
     from sklearn.linear_model import LogisticRegression
 
     from edgessl.data.labeled import labels_per_class, load_labeled
-    from edgessl.finetune.train import _sample_span, choose_probe_c
+    from edgessl.finetune.train import _sample_span, choose_probe_c, standardise
 
     index = {p: i for i, p in enumerate(f["paths"])}
     data = load_labeled(root, 0.2, seed)
@@ -104,8 +104,7 @@ def probe_top1(f: dict, root: Path, seed: int) -> float:
     x = f["mean"][[index[str(p)] for p, _ in train]].astype(np.float64)
     v = f["mean"][[index[str(p)] for p, _ in data.val]].astype(np.float64)
     y, yv = np.array([c for _, c in train]), np.array([c for _, c in data.val])
-    mu, sigma = x.mean(0), x.std(0)
-    sigma = np.maximum(sigma, 1e-2 * sigma.mean() + 1e-8)
+    mu, sigma = standardise(x)
     z, zv = (x - mu) / sigma, (v - mu) / sigma
     basis = _sample_span(z)
     c = choose_probe_c(z @ basis.T, y, seed)

@@ -158,6 +158,17 @@ def choose_probe_c(z: np.ndarray, labels: np.ndarray, seed: int) -> float:
     return best
 
 
+def standardise(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and floored scale of features [N, D], as the linear probes use them.
+
+    The floor: a nearly constant feature would otherwise get a folded weight W / sigma of 1e4
+    or more, balanced by an equally huge bias, which is exact in fp32 but not in the bf16/fp16
+    or int8 arithmetic of an exported model.
+    """
+    sigma = feats.std(0)
+    return feats.mean(0), np.maximum(sigma, 1e-2 * sigma.mean() + 1e-8)
+
+
 def _sample_span(z: np.ndarray) -> np.ndarray:
     """An orthonormal basis [r, D] of the rows of ``z`` [N, D] (r <= min(N, D)).
 
@@ -195,11 +206,7 @@ def train_linear_probe(model: Classifier, dataset: ImageDataset, normalize, cfg,
                    "the backbone holds NaN or infinite weights: use another --backbone; "
                    "nothing was saved", ConfigError)
     labels = np.asarray(dataset.labels)
-    mu, sigma = feats.mean(0), feats.std(0)
-    # Floor the scale: a nearly constant feature would otherwise get a folded weight W / sigma
-    # of 1e4 or more, balanced by an equally huge bias, which is exact in fp32 but not in the
-    # bf16/fp16 or int8 arithmetic of an exported model.
-    sigma = np.maximum(sigma, 1e-2 * sigma.mean() + 1e-8)
+    mu, sigma = standardise(feats)
     z = (feats - mu) / sigma
     basis = _sample_span(z)
     zs = z @ basis.T  # [N, r]: the same problem in r <= N coordinates

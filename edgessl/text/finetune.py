@@ -102,13 +102,6 @@ TEXT_ADVICE = ("the encoder's embeddings do not tell your classes apart: try --m
                "full, another --encoder, more labels, or check that each text has its label")
 
 
-def _standardise(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and (floored) scale of features [N, H]: a nearly constant feature would otherwise
-    get a huge folded weight W / sigma, exact in fp32 but not in int8 arithmetic."""
-    sigma = feats.std(0)
-    return feats.mean(0), np.maximum(sigma, 1e-2 * sigma.mean() + 1e-8)
-
-
 def fit_probe(model: TextClassifier, samples: list[TextSample], cfg: TextFinetuneConfig) -> dict:
     """Solve the head as a logistic regression on standardised frozen embeddings.
 
@@ -118,14 +111,14 @@ def fit_probe(model: TextClassifier, samples: list[TextSample], cfg: TextFinetun
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
 
-    from edgessl.finetune.train import choose_probe_c
+    from edgessl.finetune.train import choose_probe_c, standardise
     from edgessl.io import require_finite
 
     feats = model.embed([t for t, _ in samples]).double().numpy()
     require_finite(feats, f"the encoder's embeddings of {len(feats)} texts", "the encoder "
                    "holds NaN or infinite weights: use another encoder", ConfigError)
     labels = np.array([y for _, y in samples])
-    mu, sigma = _standardise(feats)
+    mu, sigma = standardise(feats)
     z = (feats - mu) / sigma
     c = cfg.probe_c if cfg.probe_c is not None else choose_probe_c(z, labels, cfg.seed)
     clf = LogisticRegression(C=c, max_iter=5000).fit(z, labels)
