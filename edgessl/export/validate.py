@@ -74,9 +74,18 @@ def _outputs(run, paths: list[Path], card: ModelCard, raw: bool, batch_size: int
     return np.concatenate(out).astype(np.float64)
 
 
-def _samples(card: ModelCard, data, task: str):
-    """Labeled val samples; for an embedding model of unlabeled data, a seeded image sample
-    with labels None (parity is still measured, top-1 is not)."""
+def validation_set(card: ModelCard, data: str | Path | None = None,
+                   task: str = "classify") -> tuple[list[Path], np.ndarray | None]:
+    """The images (and labels) an export is validated on: the labeled val samples; for an
+    embedding model of unlabeled data, a seeded image sample with labels None (parity is
+    still measured, top-1 is not).
+
+    Called before any export work, so a --data folder with other classes, or none at all,
+    fails in a second instead of after minutes of calibration.
+
+    Raises:
+        DataError: no labeled data, or classes that differ from the checkpoint's.
+    """
     try:
         return validation_samples(card, data)
     except DataError:
@@ -106,19 +115,6 @@ def _predictions(out: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
     return labels[sim.argmax(1)]
 
 
-def validation_set(card: ModelCard, data: str | Path | None = None,
-                   task: str = "classify") -> tuple[list[Path], np.ndarray | None]:
-    """The images (and labels, None for unlabeled ones) an export is validated on.
-
-    Called before any export work, so a --data folder with other classes, or none at all,
-    fails in a second instead of after minutes of calibration.
-
-    Raises:
-        DataError: no labeled data, or classes that differ from the checkpoint's.
-    """
-    return _samples(card, data, task)
-
-
 def validate_artifact(loaded, model, card: ModelCard, data: str | Path | None = None,
                       task: str = "classify",
                       samples: tuple[list[Path], np.ndarray | None] | None = None) -> dict:
@@ -146,7 +142,7 @@ def validate_artifact(loaded, model, card: ModelCard, data: str | Path | None = 
     """
     import torch
 
-    paths, labels = samples if samples is not None else _samples(card, data, task)
+    paths, labels = samples if samples is not None else validation_set(card, data, task)
     meta = loaded.meta
     batch_size = int((meta.extra or {}).get("static_batch") or BATCH_SIZE)
 
