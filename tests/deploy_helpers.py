@@ -50,11 +50,11 @@ def local_ssh(monkeypatch) -> list[list[str]]:
     would run it, and the bundle is copied locally. Returns the commands sent, in order."""
     import shutil
 
-    from edgessl.deploy import remote
+    from edgessl.deploy import remote, ssh
 
     sent: list[list[str]] = []
 
-    class LocalSession(remote.SshSession):
+    class LocalSession(ssh.SshSession):
         def run(self, argv, what, timeout=None):
             sent.append(list(argv))
             return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
@@ -63,5 +63,6 @@ def local_ssh(monkeypatch) -> list[list[str]]:
         def copy(self, local, remote_folder):
             shutil.copytree(local, Path(remote_folder) / Path(local).name)
 
+    # patched where remote_benchmark looks it up (edgessl.deploy.remote imports it from ssh)
     monkeypatch.setattr(remote, "SshSession", LocalSession)
     return sent

@@ -17,15 +17,15 @@ from typer.testing import CliRunner
 import edgessl.cli.deploy_cmd  # noqa: F401 - registers `edgessl deploy`
 from edgessl.benchmark.host import BenchmarkConfig, BenchmarkResult, benchmark_models
 from edgessl.cli import app
-from edgessl.deploy.bundle import (
+from edgessl.deploy.bundle import build_bundle
+from edgessl.deploy.bundle_config import (
     FORMAT_FOR_RUNTIME,
-    VENDORED,
     DeployConfig,
-    build_bundle,
     choose_runtime,
     device_for,
     profile_file,
 )
+from edgessl.deploy.bundle_files import VENDORED
 from edgessl.devices.profile import list_profiles, load_profile
 from edgessl.errors import ConfigError
 from edgessl.runtime_specs import RUNTIME_SPECS

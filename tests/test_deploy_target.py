@@ -9,7 +9,8 @@ import pytest
 from deploy_helpers import HEAVY, run_blocked
 
 from edgessl.backends.registry import load_any
-from edgessl.deploy.bundle import DeployConfig, build_bundle
+from edgessl.deploy.bundle import build_bundle
+from edgessl.deploy.bundle_config import DeployConfig
 from edgessl.deploy.target import profile_cpu, recommend
 from edgessl.devices import host
 from edgessl.devices.profile import DeviceProfile, list_profiles, load_profile

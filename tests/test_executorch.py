@@ -106,7 +106,8 @@ def test_benchmark_times_and_scores_the_program(programs, digits_dir):
 
 @needs_executorch
 def test_a_bundle_for_an_android_phone_runs_the_program(programs, digits_dir, tmp_path):
-    from edgessl.deploy.bundle import DeployConfig, build_bundle
+    from edgessl.deploy.bundle import build_bundle
+    from edgessl.deploy.bundle_config import DeployConfig
 
     out = tmp_path / "phone"
     result = build_bundle(programs["int8"].path, DeployConfig(

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from edgessl.cli import app
 from edgessl.config import from_dict
-from edgessl.deploy.bundle import DeployConfig
+from edgessl.deploy.bundle_config import DeployConfig
 from edgessl.devices.profile import DeviceProfile, load_profile
 from edgessl.errors import ConfigError, EdgesslError
 from edgessl.finetune.train import FinetuneConfig

@@ -13,14 +13,9 @@ from sshd import LocalSshd, client_config, find_sshd, free_port, keygen
 
 from edgessl.benchmark.host import BenchmarkConfig
 from edgessl.benchmark.report import render_table
-from edgessl.deploy.remote import (
-    RemoteConfig,
-    RemoteError,
-    as_benchmark_results,
-    parse_target,
-    remote_benchmark,
-    remote_results,
-)
+from edgessl.deploy.remote import as_benchmark_results, remote_benchmark, remote_results
+from edgessl.deploy.remote_config import RemoteConfig
+from edgessl.deploy.ssh import RemoteError, parse_target
 from edgessl.errors import ConfigError
 
 FAST = {"warmup": 1, "iterations": 3, "connect_timeout": 5, "timeout": 120}

@@ -54,7 +54,7 @@ def test_every_export_format_has_one_runtime_and_the_pytorch_runtime_is_not_bund
 
 
 def test_provider_packages_and_hints_come_from_the_table():
-    from edgessl.deploy.bundle import requirements
+    from edgessl.deploy.bundle_config import requirements
 
     ort = RUNTIME_SPECS.get("onnxruntime")
     assert ort.provider_package("CUDAExecutionProvider") == "onnxruntime-gpu"

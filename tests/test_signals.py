@@ -80,7 +80,7 @@ def test_sigterm_during_export_keeps_the_previous_output(tmp_path, tiny_classifi
 
 
 def test_sigterm_during_deploy(tmp_path, onnx_model):
-    proc = run_signalled("edgessl.deploy.bundle._smoke", "SIGTERM", "deploy", onnx_model,
+    proc = run_signalled("edgessl.deploy.bundle.smoke_images", "SIGTERM", "deploy", onnx_model,
                          "--out", tmp_path / "bundle", "--archive", "--no-baseline")
     assert_interrupted(proc, "SIGTERM")
     assert list(tmp_path.iterdir()) == []

@@ -159,7 +159,7 @@ def test_export_validates_on_the_split_the_classifier_was_trained_with(made, tmp
 
 def test_a_text_bundle_for_an_accelerator_profile_says_it_runs_on_the_cpu(made, tmp_path,
                                                                           caplog):
-    from edgessl.deploy.bundle import DeployConfig
+    from edgessl.deploy.bundle_config import DeployConfig
     from edgessl.text.bundle import build_text_bundle
 
     with caplog.at_level("WARNING", logger="edgessl"):

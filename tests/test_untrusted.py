@@ -223,7 +223,8 @@ def test_no_eval_exec_or_shell_in_the_code_base():
 
 
 def test_remote_commands_are_quoted(monkeypatch):
-    from edgessl.deploy.remote import RemoteConfig, SshSession, parse_target
+    from edgessl.deploy.remote_config import RemoteConfig
+    from edgessl.deploy.ssh import SshSession, parse_target
 
     calls = []
 
@@ -243,7 +244,9 @@ def test_remote_commands_are_quoted(monkeypatch):
 def test_remote_folder_must_be_a_plain_mkdtemp_path(monkeypatch):
     import json
 
-    from edgessl.deploy.remote import RemoteConfig, RemoteError, SshSession, parse_target, probe
+    from edgessl.deploy.remote_config import RemoteConfig
+    from edgessl.deploy.remote_probe import probe
+    from edgessl.deploy.ssh import RemoteError, SshSession, parse_target
 
     reply = {"version": "3.11.2", "missing": [], "executable": "/usr/bin/python3",
              "folder": "/tmp/edgessl-x; rm -rf ~"}

@@ -20,8 +20,8 @@ from edgessl.artifact import ArtifactMeta
 from edgessl.benchmark.host import BenchmarkConfig
 from edgessl.checkpoint import CARD_FILE, ModelCard, read_card
 from edgessl.config import FieldError, Range, _fields, field_label, from_dict
-from edgessl.deploy.bundle import DeployConfig
-from edgessl.deploy.remote import RemoteConfig
+from edgessl.deploy.bundle_config import DeployConfig
+from edgessl.deploy.remote_config import RemoteConfig
 from edgessl.devices.profile import DeviceProfile
 from edgessl.errors import CheckpointError, ConfigError
 from edgessl.export.api import ExportConfig

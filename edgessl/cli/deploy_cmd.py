@@ -43,7 +43,8 @@ def deploy(
 ) -> None:
     """Write a bundle for a device: artifact(s), run.py, requirements.txt, smoke images, README."""
     with user_errors():
-        from edgessl.deploy.bundle import DeployConfig, build_bundle, bundle_summary
+        from edgessl.deploy.bundle import build_bundle, bundle_summary
+        from edgessl.deploy.bundle_config import DeployConfig
 
         config = DeployConfig(
             profile=profile, out=str(out), runtime=runtime, precisions=tuple(precision),

@@ -24,17 +24,15 @@ import logging
 import shutil
 from pathlib import Path
 
-from edgessl.deploy.bundle import (
+from edgessl.deploy.bundle import BundleResult
+from edgessl.deploy.bundle_config import (
     BASE_REQUIREMENTS,
-    VENDORED,
-    BundleResult,
     DeployConfig,
     choose_runtime,
     profile_file,
     requirements,
-    write_archive,
-    write_bundle_files,
 )
+from edgessl.deploy.bundle_files import VENDORED, write_archive, write_bundle_files
 from edgessl.errors import CheckpointError, ConfigError, unknown_choice
 from edgessl.text.bundle_cli import BUNDLE_FORMAT
 
