@@ -21,7 +21,6 @@ Writes benchmarks/results/continued_ssl.{json,md}; needs ../shared/data/cifar10-
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from pretrained_size import _features  # the same frozen-feature pass (this folder is on sys.path)
+from results_io import write_results
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CIFAR = HERE.parent.parent / "shared" / "data" / "cifar10-subset"
@@ -135,9 +135,6 @@ def main() -> None:
 
     cpu = cpu_info()
     host = f"{cpu.model} ({', '.join(cpu.flags) or 'no AVX'}), {cpu.logical_cores} cores"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "continued_ssl.json").write_text(json.dumps(
-        {"host": host, "size": args.size, "pool": args.pool, "rows": results}, indent=1))
     command = " ".join(["python benchmarks/continued_ssl.py", *sys.argv[1:]])
     lines = [f"# Continued SSL vs the frozen start (cifar10-subset, {args.size} px, pool of "
              f"{args.pool} unlabeled images, 10 labels per class)", "",
@@ -146,7 +143,9 @@ def main() -> None:
     for row, r in results.items():
         lines.append(f"| {row} | {r['settings'] or ''} | {r['pretrain_s']} | "
                      f"{r['top1']:.1f} ± {r['std']:.1f} |")
-    (args.out / "continued_ssl.md").write_text("\n".join(lines) + "\n")
+    write_results(args.out, "continued_ssl",
+                  {"host": host, "size": args.size, "pool": args.pool, "rows": results},
+                  "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_io import write_results
+
 IMAGE_SIZE = 32
 TOLERANCE = 0.10
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -127,7 +129,7 @@ def run_edgessl(model: Path, profile: Path, iterations: int, work: Path) -> dict
     out = work / "edgessl-result.json"
     args = [sys.executable, "-m", "edgessl", "--quiet", "benchmark", str(model), "--profile",
             str(profile), "--warmup", "10", "--iterations", str(iterations),
-            "--async-runs", "0", "--no-e2e", "--json", str(out)]
+            "--async-runs", "0", "--no-e2e", "--json", str(out), "--force"]  # every round
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"edgessl benchmark failed: {done.stdout[-2000:]}{done.stderr}")
@@ -231,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from edgessl.benchmark.report import host_line, host_stamp
-    from edgessl.io import write_json
 
     command = benchmark_app_command()
     if command is None:
@@ -286,12 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     text = render(rows, notes)
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "crosscheck.json", {"host": stamp, "rounds": args.rounds,
-                                              "iterations": args.iterations,
-                                              "tolerance": TOLERANCE, "rows": rows,
-                                              "notes": notes}, force=True)  # a rerun
-    (args.out / "crosscheck.md").write_text("# edgessl benchmark cross-check\n\n" + text)
+    write_results(args.out, "crosscheck",
+                  {"host": stamp, "rounds": args.rounds, "iterations": args.iterations,
+                   "tolerance": TOLERANCE, "rows": rows, "notes": notes},
+                  "# edgessl benchmark cross-check\n\n" + text)
     print(f"wrote {args.out / 'crosscheck.json'} and {args.out / 'crosscheck.md'}")
     failed = [r for r in rows if r["within_tolerance"] is False]
     return 1 if failed else 0

@@ -21,12 +21,12 @@ Writes benchmarks/results/feature_pooling.{json,md}. The unseen sets come from
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from results_io import write_results
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CIFAR = HERE.parent.parent / "shared" / "data" / "cifar10-subset"
@@ -117,8 +117,6 @@ def main() -> None:
     rows = [run_set(name, root, args.k, args.subsets) for name, root in sets]
     result = {"labels_per_class": args.k, "subsets": args.subsets, "rows": rows,
               "host": {**asdict(cpu_info()), "python": platform.python_version()}}
-    out = HERE / "results"
-    (out / "feature_pooling.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"| set | classes | side | final layer ({rows[0]['widths']['final']}) | every stage "
              f"+ final ({rows[0]['widths']['stages']}) | gain |", "|---|---|---|---|---|---|"]
     for r in rows:
@@ -134,7 +132,7 @@ def main() -> None:
               f"{host.get('logical_cores', '?')} cores ({isa}).", "",
               "    python benchmarks/feature_pooling.py " + " ".join(
                   f"--folder {f}" for f in args.folder)]
-    (out / "feature_pooling.md").write_text("\n".join(lines) + "\n")
+    write_results(HERE / "results", "feature_pooling", result, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

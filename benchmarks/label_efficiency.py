@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from results_io import write_results
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -387,9 +388,7 @@ def main() -> None:
         return
     names = list(dict.fromkeys([*old["datasets"], *(d.name for d in sets)]))
     summary = summarise(names, cache, meta)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "label_efficiency.json").write_text(json.dumps(summary, indent=1))
-    (args.out / "label_efficiency.md").write_text(markdown(summary))
+    write_results(args.out, "label_efficiency", summary, markdown(summary))
     plot(summary, args.out / "label_efficiency.png")
     print(markdown(summary))
 

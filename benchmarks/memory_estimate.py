@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from results_io import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results"
 CASES = (("efficientnet_lite0.in1k", 224, 16), ("efficientnet_lite0.in1k", 224, 64),
          ("scratch:resnet_tiny", 128, 64), ("scratch:resnet_tiny", 256, 32))
@@ -67,9 +69,7 @@ def main() -> None:
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['backbone']} | {r['side']} | {r['batch']} | {r['estimate_gib']:.2f} | "
               f"{r['measured_gib']:.2f} | {r['ratio']:.2f} |" for r in rows]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "memory_estimate.json").write_text(json.dumps(report, indent=2))
-    (RESULTS / "memory_estimate.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS, "memory_estimate", report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

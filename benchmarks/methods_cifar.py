@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from results_io import write_results
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_CIFAR = HERE.parent.parent / "shared" / "data" / "cifar10-subset"
 
@@ -78,9 +80,6 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{platform.processor() or platform.machine()}, "
                        f"{torch.get_num_threads()} threads, torch {torch.__version__}"}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "methods_cifar.json").write_text(json.dumps({"meta": meta, "rows": rows},
-                                                            indent=1))
     lines = ["# Every method on cifar10-subset (CPU)", "",
              f"Command: `{meta['command']}`, {meta['date']}, {meta['machine']}.", "",
              "kNN top-1 (%): test split against the train split, k = 20. A few epochs only: "
@@ -95,7 +94,8 @@ def main() -> None:
         lines.append(f"| {r['method']} | {r['backbone']} | {r['epochs']} | {r['first_loss']} → "
                      f"{r['last_loss']} | {r['knn_top1']} | {r['random_init_knn_top1']} | "
                      f"{r['images_per_second']} | {r['seconds']} |")
-    (args.out / "methods_cifar.md").write_text("\n".join(lines) + "\n")
+    write_results(args.out, "methods_cifar", {"meta": meta, "rows": rows},
+                  "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -37,6 +37,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # a test loads this file by path
+    sys.path.append(str(Path(__file__).resolve().parent))
+from results_io import write_results  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_BACKBONES = ("resnet_tiny_s2", "resnet_tiny", "vit_tiny")
 # (JSON key, Markdown header): the table's columns, in order.
@@ -319,7 +323,6 @@ def _check(args) -> Settings:
 
 
 def run(args, argv: list[str]) -> int:
-    from edgessl.io import write_json
     from edgessl.ssl import METHODS
 
     settings = _check(args)
@@ -340,12 +343,10 @@ def run(args, argv: list[str]) -> int:
     host = _host()
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     command = " ".join(["python", "benchmarks/pretrain_throughput.py", *argv])
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "pretrain_throughput.json",
-               {"command": command, "date": date, "host": host, "settings": asdict(settings),
-                "rows": rows, "notes": notes}, force=True)  # a rerun replaces its results
-    (args.out / "pretrain_throughput.md").write_text(
-        _markdown(rows, notes, host, command, date), encoding="utf-8")
+    write_results(args.out, "pretrain_throughput",  # a rerun replaces its results
+                  {"command": command, "date": date, "host": host, "settings": asdict(settings),
+                   "rows": rows, "notes": notes},
+                  _markdown(rows, notes, host, command, date))
     print(render_table(rows), end="")
     for note in notes:
         print(f"- {note}")

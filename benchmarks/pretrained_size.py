@@ -17,12 +17,12 @@ Writes benchmarks/results/pretrained_size.{json,md}; needs ../shared/data/cifar1
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from results_io import write_results
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CIFAR = HERE.parent.parent / "shared" / "data" / "cifar10-subset"
@@ -109,15 +109,13 @@ def main() -> None:
     result = {"start": start.record(), "labels_per_class": args.k, "subsets": args.subsets,
               "test_images": len(test), "pixels_top1": float(np.mean(pixels)), "rows": rows,
               "host": {**asdict(cpu_info()), "python": platform.python_version()}}
-    out = HERE / "results"
-    (out / "pretrained_size.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     lines = ["| input side | frozen EfficientNet-Lite0 + logistic regression, top-1 | time (s) |",
              "|---|---|---|"]
     lines += [f"| {r['side']} px | {100 * r['top1']:.1f} | {r['seconds']} |" for r in rows]
     lines += ["", f"Raw pixels + logistic regression: {100 * np.mean(pixels):.1f}. "
               f"{args.k} labels per class, mean of {args.subsets} label subsets, "
               f"{len(test)} test images of cifar10-subset."]
-    (out / "pretrained_size.md").write_text("\n".join(lines) + "\n")
+    write_results(HERE / "results", "pretrained_size", result, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
+from results_io import write_results
 from start_size_unseen import write_fashion
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -162,9 +162,7 @@ def main() -> None:
             f"{r[v]['top1']:.1f} ± {r[v]['std']:.1f} ({r[v]['top1'] - r['plain']['top1']:+.1f})"
             for v in VARIANTS[1:]]
         lines.append(f"| {r['set']} | " + " | ".join(cells) + " |")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "probe_variants.json").write_text(json.dumps(report, indent=2))
-    (RESULTS / "probe_variants.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS, "probe_variants", report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

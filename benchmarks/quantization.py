@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_io import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results"
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-subset"
 TARGET_DROP = {"cnn": 0.5, "vit": 1.0}  # points of top-1, INT8 vs FP32
@@ -277,10 +279,8 @@ def main() -> None:
                 "the quantizer nodes, a fixed cost per layer (on timm's 0.37 M-parameter "
                 "test_vit, used before vit_tiny32, it made the INT8 IR 0.50x fp32).",
             ]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quantization.json").write_text(json.dumps(
-        {"meta": meta, "rows": rows, "targets": checks}, indent=2) + "\n")
-    (RESULTS / "quantization.md").write_text(markdown(rows, checks, meta))
+    write_results(RESULTS, "quantization", {"meta": meta, "rows": rows, "targets": checks},
+                  markdown(rows, checks, meta))
     print(markdown(rows, checks, meta))
 
 

@@ -33,11 +33,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gzip
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+from results_io import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 K, SEEDS, DEFAULT = 10, (0, 1, 2), "efficientnet_lite0.in1k"
@@ -171,9 +171,7 @@ def main() -> None:
                      f"{r['old']['side']} | {r['old']['top1']:.1f} ± {r['old']['std']:.1f} | "
                      f"{r['new']['side']} | {r['new']['top1']:.1f} ± {r['new']['std']:.1f} | "
                      f"{r['new']['top1'] - r['old']['top1']:+.1f} | {above} |")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"start_size_unseen{tag}.json").write_text(json.dumps(report, indent=2))
-    (RESULTS / f"start_size_unseen{tag}.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS, f"start_size_unseen{tag}", report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -21,13 +21,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import write_results  # noqa: E402
 from text_int8_bundle import PASSES, THREADS, cold_start, time_all, train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -105,9 +105,7 @@ def main() -> None:
     report = {"date": dt.date.today().isoformat(), "host": device_stamp(),
               "val_texts": len(data.val), "artifacts": rows, "logit_gap_fused_vs_file": gaps,
               "cold_start": cold}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "text_fused_tokenizer.json").write_text(json.dumps(report, indent=2, default=str))
-    (RESULTS / "text_fused_tokenizer.md").write_text(markdown(report))
+    write_results(RESULTS, "text_fused_tokenizer", report, markdown(report))
     print(markdown(report))
 
 

@@ -22,13 +22,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results_io import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 K, SEED, THREADS, PASSES, COLD_RUNS = 8, 0, 2, 3, 5
@@ -92,7 +93,7 @@ def time_all(exports: dict, data) -> dict:
 
 def cold_start(classifier: Path, work: Path, runtime: str, fuse_tokenizer: bool = False) -> dict:
     """A bundle for ``runtime`` in a fresh venv: wall time of ``run.py predict``."""
-    from edgessl.deploy.bundle import DeployConfig
+    from edgessl.deploy.bundle_config import DeployConfig
     from edgessl.text.bundle import build_text_bundle
 
     name = runtime + ("-fused" if fuse_tokenizer else "")
@@ -193,9 +194,7 @@ def main() -> None:
     report = {"date": dt.date.today().isoformat(), "host": device_stamp(),
               "val_texts": len(data.val), "artifacts": rows, "cold_start": cold,
               "targets": targets(exports, timing, cold)}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "text_int8_bundle.json").write_text(json.dumps(report, indent=2, default=str))
-    (RESULTS / "text_int8_bundle.md").write_text(markdown(report))
+    write_results(RESULTS, "text_int8_bundle", report, markdown(report))
     print(markdown(report))
 
 

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_io import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results"
 K = 8
 SEEDS = (0, 1, 2)
@@ -186,7 +188,6 @@ def main() -> None:
     import torch
 
     from edgessl.devices.host import cpu_info
-    from edgessl.io import atomic_file, write_json
     from edgessl.text.builtin import write_builtin_text
     from edgessl.text.data import load_text_set
     from edgessl.text.encoders import load_encoder
@@ -212,9 +213,7 @@ def main() -> None:
     }
     text = markdown(report)
     print(text)
-    write_json(args.out / "text_label_efficiency.json", report, force=True)
-    with atomic_file(args.out / "text_label_efficiency.md", force=True) as f:
-        f.write_text(text, encoding="utf-8")
+    write_results(args.out, "text_label_efficiency", report, text)
 
 
 if __name__ == "__main__":

