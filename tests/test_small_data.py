@@ -101,6 +101,18 @@ def test_a_loss_at_chance_or_unmoved_or_a_knn_at_chance_is_not_learning():
     assert not_learning(_rows([1.0, 0.5, 0.3], knn=60.0), 4, None, 10) is None
 
 
+def test_a_loss_that_learned_in_its_first_epoch_and_then_stays_flat_is_not_stuck():
+    """BYOL/MAE-like losses can reach their floor within epoch 1; flat after that is done."""
+    rows = _rows([0.021, 0.0207, 0.0206, 0.0206])
+    rows[0]["first_step_loss"] = 1.9  # the untrained loss: epoch 1 already fell 99%
+    assert not_learning(rows, 4, None, None) is None
+    rows[0]["first_step_loss"] = 0.0212  # epoch 1 did not fall from the first step either
+    assert "has not moved" in not_learning(rows, 4, None, None)
+    chance = math.log(2 * 256 - 1)  # contrastive: far below chance has learned
+    assert not_learning(_rows([1.2, 1.19, 1.19, 1.19]), 4, chance, None) is None
+    assert "has not moved" in not_learning(_rows([5.0, 4.99, 4.98, 4.98]), 4, chance, None)
+
+
 def test_a_run_that_cannot_learn_says_so_while_it_runs(digits_dir, tmp_path, caplog):
     """lr 1e-9 cannot move SimCLR off chance: the warning comes during the run."""
     with caplog.at_level(logging.WARNING, logger="edgessl"):
@@ -111,6 +123,8 @@ def test_a_run_that_cannot_learn_says_so_while_it_runs(digits_dir, tmp_path, cap
     assert result.history[-1]["not_learning"] is True
     history = json.loads((tmp_path / "ssl" / "history.json").read_text())
     assert history[-1]["not_learning"] is True
+    assert math.isfinite(history[0]["first_step_loss"])  # the untrained level, kept in epoch 1
+    assert "first_step_loss" not in history[1]
 
 
 def _image_folder(digits_dir, tmp_path):

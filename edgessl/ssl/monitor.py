@@ -60,10 +60,13 @@ def warn_if_collapsed(spread: float, epoch: int, threshold: float = COLLAPSE_THR
 # A run "cannot learn" when, past LEARNING_CHECK_FROM of its epochs, the loss is within
 # CHANCE_MARGIN of the chance level (contrastive methods), has fallen less than MIN_LOSS_DROP
 # from its first epoch (any method), or the kNN top-1 is under KNN_CHANCE_FACTOR x chance.
+# A loss that fell below LEARNED_FRACTION of its untrained level (the first step's loss, or
+# the chance level) has learned, and a flat loss after that is a converged run, not a stuck one.
 LEARNING_CHECK_FROM = 0.5
 CHANCE_MARGIN = 0.03
 MIN_LOSS_DROP = 0.02
 KNN_CHANCE_FACTOR = 1.25
+LEARNED_FRACTION = 0.5
 NOT_LEARNING_ADVICE = (
     "the backbone is not learning: give it more steps (more --epochs or --budget; a smaller "
     "--batch-size gives more steps per epoch), check --lr, weaken the augmentations "
@@ -91,7 +94,7 @@ def not_learning(history: list[dict], epochs: int, chance_loss: float | None,
     if chance_loss is not None and loss >= (1 - CHANCE_MARGIN) * chance_loss:
         return (f"the loss {loss:.3f} is still at chance level ({chance_loss:.3f}) after "
                 f"{last['epoch']} of {epochs} epochs")
-    if len(history) > 1 and loss > (1 - MIN_LOSS_DROP) * first["loss"]:
+    if _has_not_moved(loss, first, chance_loss):
         return (f"the loss has not moved ({first['loss']:.3f} at epoch 1, {loss:.3f} at epoch "
                 f"{last['epoch']} of {epochs})")
     knn = last.get("knn_top1")
@@ -99,6 +102,18 @@ def not_learning(history: list[dict], epochs: int, chance_loss: float | None,
         return (f"the kNN top-1 {knn:.1f}% is at chance ({100 / classes:.1f}% for {classes} "
                 f"classes) after {last['epoch']} of {epochs} epochs")
     return None
+
+
+def _has_not_moved(loss: float, first: dict, chance_loss: float | None) -> bool:
+    """Whether ``loss`` has fallen less than MIN_LOSS_DROP from the first epoch's mean, in a
+    run that had not already learned: a first epoch that ended far below the first step's
+    loss, or a loss far below chance, had something to learn and learned it."""
+    if loss <= (1 - MIN_LOSS_DROP) * first["loss"]:
+        return False
+    start = first.get("first_step_loss")
+    if start is not None and math.isfinite(start) and first["loss"] < LEARNED_FRACTION * start:
+        return False
+    return chance_loss is None or loss > LEARNED_FRACTION * chance_loss
 
 
 def warn_if_not_learning(history: list[dict], epochs: int, chance_loss: float | None,

@@ -231,6 +231,7 @@ class _Run:
     step: int = 0
     epoch_loss: float = 0.0  # loss summed over the current epoch's batches
     epoch_spread: float = 0.0  # embedding spread summed over the current epoch's batches
+    first_loss: float | None = None  # the very first step's loss: the untrained level
     history: list = field(default_factory=list)  # one dict per finished epoch
     seen: int = 0  # images this call trained on, for images/s (not saved)
     started: float = field(default_factory=time.perf_counter)
@@ -243,8 +244,8 @@ class _Run:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
                 "batch": self.batch, "step": self.step, "epoch_loss": self.epoch_loss,
-                "epoch_spread": self.epoch_spread, "history": list(self.history),
-                "rng": rng_state()}
+                "epoch_spread": self.epoch_spread, "first_loss": self.first_loss,
+                "history": list(self.history), "rng": rng_state()}
 
     def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -252,6 +253,7 @@ class _Run:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         self.epoch_loss, self.epoch_spread = state["epoch_loss"], state["epoch_spread"]
+        self.first_loss = state.get("first_loss")  # absent from older saved states
         self.history = list(state["history"])
         set_rng_state(state["rng"])
 
@@ -441,6 +443,8 @@ def _train_epoch(run: _Run, trainer, method, loader, views: BatchViews, setup: _
         run.step += 1
         method.after_step(run.step / total)
         value = dist.mean(value)
+        if run.first_loss is None:
+            run.first_loss = value
         run.epoch_loss += value
         run.epoch_spread += embedding_spread(features)
         run.batch += 1
@@ -460,6 +464,8 @@ def _finish_epoch(run: _Run, method, config: PretrainConfig, knn: KnnData | None
     row = {"epoch": epoch, "loss": run.epoch_loss / max(1, run.batch),
            "lr": run.optimizer.param_groups[0]["lr"], "knn_top1": None,
            "embedding_spread": run.epoch_spread / max(1, run.batch)}
+    if epoch == 1 and run.first_loss is not None:
+        row["first_step_loss"] = run.first_loss
     row["collapsed"] = warn_if_collapsed(row["embedding_spread"], epoch)
     if knn is not None and dist.is_main and (epoch % config.eval_every == 0
                                              or epoch == config.epochs):
