@@ -110,7 +110,7 @@ def test_compare_refuses_bad_settings_before_any_work(digits_dir, tmp_path):
     (tmp_path / "empty" / "README.txt").write_text("no images here")
     line = one_line_error(invoke("compare", labeled, "--unlabeled", tmp_path / "empty",
                                  "--out", tmp_path / "c3"))
-    assert "no image in --unlabeled" in line
+    assert "no usable image in --unlabeled" in line and "leave --unlabeled out" in line
     assert not (tmp_path / "c3").exists()
     line = one_line_error(invoke("compare", tmp_path / "missing"))
     assert "does not exist" in line

@@ -119,12 +119,49 @@ def test_16_bit_and_multi_page_tiffs_are_read_as_rgb(tmp_path):
     assert tuple(load_uint8(tmp_path / "grey16.tif", 8).shape) == (3, 8, 8)
 
 
+def _others(folder: Path, n: int, suffix: str, start: int = 0) -> Path:
+    """Files of a format edgessl does not read (their content does not matter: the extension
+    decides, and Pillow cannot write these)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + n):
+        (folder / f"{i}{suffix}").write_bytes(b"\x00" * 16)
+    return folder
+
+
 def _with_other_files(folder: Path) -> Path:
-    _images(folder, 2, ".gif", start=50)
-    _images(folder, 1, ".ppm", start=60)
-    for name in ("README", "notes.txt", "meta.json", "labels.csv", ".DS_Store", "._0.gif"):
+    _others(folder, 2, ".heic", start=50)
+    _others(folder, 1, ".dng", start=60)
+    for name in ("README", "notes.txt", "meta.json", "labels.csv", ".DS_Store", "._0.heic",
+                 "._1.png"):
         (folder / name).write_text("not an image")
     return folder
+
+
+def test_every_format_pillow_decodes_by_itself_is_read(tmp_path):
+    """GIF (first frame of an animation), netpbm, TGA, JPEG 2000 and .jfif are read, not
+    skipped: each decodes to the image it holds."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    folder = tmp_path / "formats"
+    folder.mkdir()
+    for ext, fmt in ((".ppm", "PPM"), (".pnm", "PPM"), (".tga", "TGA"), (".jp2", "JPEG2000"),
+                     (".j2k", "JPEG2000"), (".jfif", "JPEG")):
+        Image.fromarray(pixels).save(folder / f"x{ext}", format=fmt)
+    Image.fromarray(pixels[..., 0]).save(folder / "x.pgm")
+    Image.fromarray(pixels[..., 0] > 127).save(folder / "x.pbm")
+    frames = [Image.new("RGB", (16, 12), colour) for colour in ("red", "blue")]
+    frames[0].save(folder / "x.gif", save_all=True, append_images=frames[1:])
+    found = [p.name for p in find_images(folder)]
+    assert sorted(found) == sorted(f"x{e}" for e in (".ppm", ".pnm", ".tga", ".jp2", ".j2k",
+                                                      ".jfif", ".pgm", ".pbm", ".gif"))
+    for name in found:
+        rgb = np.asarray(open_rgb(folder / name))
+        assert rgb.shape == (12, 16, 3), name
+    for name in ("x.ppm", "x.tga", "x.pnm"):  # lossless: the very pixels
+        assert (np.asarray(open_rgb(folder / name)) == pixels).all(), name
+    assert (np.asarray(open_rgb(folder / "x.pgm"))[..., 1] == pixels[..., 0]).all()
+    assert tuple(np.asarray(open_rgb(folder / "x.gif"))[0, 0]) == (255, 0, 0)  # frame 1
+    assert np.abs(np.asarray(open_rgb(folder / "x.jp2")).astype(int) - pixels).mean() < 8
 
 
 def test_image_files_of_other_formats_are_counted_once_per_load(tmp_path, caplog):
@@ -135,7 +172,7 @@ def test_image_files_of_other_formats_are_counted_once_per_load(tmp_path, caplog
         load_labeled(data)
     lines = [r.getMessage() for r in caplog.records if "not images edgessl reads" in r.getMessage()]
     assert len(lines) == 1, lines
-    assert "skipped 6 files that are not images edgessl reads (.gif: 4, .ppm: 2)" in lines[0]
+    assert "skipped 6 files that are not images edgessl reads (.heic: 4, .dng: 2)" in lines[0]
     assert "supported: .jpg" in lines[0] and ".tiff" in lines[0]
     for other in ("README", ".txt", ".json", ".csv", "DS_Store"):
         assert other not in caplog.text
@@ -147,15 +184,15 @@ def test_folder_of_only_other_formats_says_why_it_is_empty(tmp_path):
         find_images(folder)
     message = str(err.value)
     assert message.startswith(f"no usable image in '{folder}': it holds 3 files that are not "
-                              "images edgessl reads (.gif: 2, .ppm: 1)")
+                              "images edgessl reads (.heic: 2, .dng: 1)")
     assert "convert them to one of .jpg" in message
 
 
 def test_class_folder_of_only_other_formats_says_why_it_is_empty(tmp_path):
     _images(tmp_path / "data" / "cat", 3)
-    _images(tmp_path / "data" / "dog", 2, ".gif")
+    _others(tmp_path / "data" / "dog", 2, ".avif")
     with pytest.raises(DataError, match=r"class folder '.*dog' holds no usable image, only 2 "
-                                        r"files that are not images edgessl reads \(\.gif: 2\)"):
+                                        r"files that are not images edgessl reads \(\.avif: 2\)"):
         load_labeled(tmp_path / "data")
 
 
@@ -179,3 +216,22 @@ def test_long_decoder_messages_keep_their_quotes_balanced(tmp_path):
     (tmp_path / "x.png").symlink_to(tmp_path / "x.png")  # a link to itself: a loop
     problem = image_problem(tmp_path / "x.png")
     assert problem.startswith("not readable (") and problem.count("'") % 2 == 0
+
+
+def test_every_command_says_the_same_thing_about_a_folder_without_images(tmp_path):
+    """predict's folders and compare's --unlabeled use the loader's message: it names the
+    formats found that edgessl does not read, not only the ones it looked for."""
+    from edgessl.data.images import image_files_or_fail
+    from edgessl.runtime.model import iter_image_files
+
+    folder = _others(tmp_path / "phone", 2, ".heic")
+    with pytest.raises(DataError) as err:
+        iter_image_files([folder])
+    assert str(err.value).startswith(f"no usable image in folder '{folder}': it holds 2 files "
+                                     "that are not images edgessl reads (.heic: 2)")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no usable image in --unlabeled '.*empty' \(looked "
+                                        r"for \.jpg"):
+        image_files_or_fail(tmp_path / "empty", "--unlabeled")
+    _images(folder, 1)
+    assert [p.name for p in iter_image_files([folder])] == ["0.png"]

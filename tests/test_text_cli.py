@@ -148,14 +148,18 @@ def test_predict_refuses_empty_texts_and_file_names(fake_text_model, tmp_path, m
         assert expected in line, (texts, line)
 
 
-def test_predict_check_leaves_sentences_alone(tmp_path, monkeypatch):
+def test_predict_check_leaves_sentences_alone(tmp_path, monkeypatch, caplog):
     from edgessl.text.runtime import check_texts
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "photos").mkdir()
     # a missing image name, a word that is also a folder here, a text too long for a path
-    check_texts(["holiday.jpg", "photos", "a/b c", "x" * 5000, "dots... and / slashes"],
-                "'m'")
+    with caplog.at_level("WARNING", logger="edgessl"):
+        check_texts(["holiday.jpg", "photos", "a/b c", "x" * 5000, "dots... and / slashes"],
+                    "'m'")
+    # the one word that is also a folder is classified, and the user is told it was
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "'photos' is also the name of a folder here" in warned[0]
 
 
 def test_mixed_folder_is_one_clear_error(tmp_path):

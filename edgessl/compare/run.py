@@ -213,7 +213,7 @@ def _check_unlabeled(cfg: CompareConfig) -> None:
     Raises:
         DataError: not a folder, or no image in it (listed by name, nothing decoded).
     """
-    from edgessl.data.images import IMAGE_EXTENSIONS, list_image_files
+    from edgessl.data.images import image_files_or_fail
 
     if cfg.unlabeled is None:
         return
@@ -222,10 +222,11 @@ def _check_unlabeled(cfg: CompareConfig) -> None:
         log.warning("--unlabeled is used only by the SSL arms (ssl, pretrained_ssl), and "
                     "--arms has none: it is ignored")
         return
-    if not list_image_files(root):
-        raise DataError(f"no image in --unlabeled '{root}' (looked for "
-                        f"{', '.join(IMAGE_EXTENSIONS)}); pass a folder of images, or leave "
-                        "--unlabeled out to pretrain on the data folder's other images")
+    try:
+        image_files_or_fail(root, "--unlabeled")
+    except DataError as exc:
+        raise DataError(f"{exc}, or leave --unlabeled out to pretrain on the data folder's "
+                        "other images") from None
 
 
 def compare(cfg: CompareConfig) -> CompareResult:

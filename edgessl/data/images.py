@@ -15,16 +15,19 @@ from edgessl.limits import MAX_ASPECT_RATIO, check_image_shape
 
 log = logging.getLogger("edgessl")
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-# Files a user may take for images that edgessl does not read (animations, HEIF/AVIF, JPEG
-# 2000, netpbm, camera raw, vector, ...). They are skipped, but never silently: a load says
-# how many, and a folder holding only these says so in its error. Any other file (a README,
-# .txt, .csv, .json, .DS_Store) is ignored without a word.
+# Every format here is decoded by Pillow's own wheels (>= 10), with no plugin to install. A
+# GIF is read as its first frame; netpbm (.ppm/.pgm/.pbm/.pnm) and JPEG 2000 are common in
+# scientific and older datasets, .jfif is plain JPEG under another name.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
+                    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k")
+# Files a user may take for images that edgessl does not read (HEIF/AVIF/JPEG XL, which need
+# a Pillow plugin; floating-point and HDR, camera raw, vector, layered, medical, ...). They are
+# skipped, but never silently: a load says how many, and a folder holding only these says so
+# in its error. Any other file (a README, .txt, .csv, .json, .DS_Store) is ignored unremarked.
 OTHER_IMAGE_EXTENSIONS = frozenset((
-    ".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".jpf", ".jpx", ".jfif",
-    ".ppm", ".pgm", ".pbm", ".pnm", ".pfm", ".tga", ".ico", ".icns", ".psd", ".svg", ".eps",
-    ".exr", ".hdr", ".dds", ".dng", ".raw", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2",
-    ".raf", ".dcm",
+    ".heic", ".heif", ".avif", ".jxl", ".jpf", ".jpx", ".pfm", ".ico", ".icns", ".psd", ".svg",
+    ".eps", ".exr", ".hdr", ".dds", ".dng", ".raw", ".cr2", ".cr3", ".nef", ".arw", ".orf",
+    ".rw2", ".raf", ".dcm",
 ))
 # Transparent pixels are shown on white, as a browser or an image viewer shows them. Without
 # this, PIL's convert("RGB") keeps whatever colour a transparent pixel happens to store (black,
@@ -158,16 +161,33 @@ def list_image_files(root: Path) -> list[Path]:
     return scan.files
 
 
-def no_images_message(root: Path, skipped: Counter | None = None, unreadable: int = 0) -> str:
+def no_images_message(root: Path, skipped: Counter | None = None, unreadable: int = 0,
+                      what: str = "") -> str:
     """The error for a folder with no usable image: why (nothing found, only formats edgessl
-    does not read, only unreadable files) and what to do."""
+    does not read, only unreadable files) and what to do; ``what`` names the folder's role
+    ("--unlabeled") where the message would not say which folder it is."""
+    where = f"{what} '{root}'" if what else f"'{root}'"
     if skipped:
-        return (f"no usable image in '{root}': it holds {skipped_note(skipped)}"
+        return (f"no usable image in {where}: it holds {skipped_note(skipped)}"
                 + (f" and {unreadable} unreadable file(s)" if unreadable else "")
                 + f"; {convert_hint()}")
-    return (f"no usable image in '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)}"
+    return (f"no usable image in {where} (looked for {', '.join(IMAGE_EXTENSIONS)}"
             + (f"; skipped {unreadable} unreadable file(s)" if unreadable else "")
             + "); point to a folder that holds images")
+
+
+def image_files_or_fail(root: Path, what: str = "") -> list[Path]:
+    """``list_image_files`` for a folder that must hold images, chosen by name (nothing is
+    decoded, so this costs milliseconds on any size of folder).
+
+    Raises:
+        DataError: no file with an image extension under ``root`` (``no_images_message``).
+    """
+    scan = scan_image_files(root)
+    if not scan.files:
+        raise DataError(no_images_message(root, scan.skipped, what=what))
+    warn_skipped(scan.skipped, root)
+    return scan.files
 
 
 def open_rgb(path, min_side: int | None = None):

@@ -21,6 +21,7 @@ export use, so all three tokenise identically.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from edgessl.data.images import IMAGE_EXTENSIONS
 from edgessl.errors import CheckpointError, ConfigError, DataError, printable
 from edgessl.limits import MAX_CLASSES, MAX_LABEL_CHARS
 from edgessl.registry import Registry
+
+log = logging.getLogger("edgessl")
 
 SIDECAR_FILE = "text_model.json"
 MODEL_FILE = "model.onnx"
@@ -374,6 +377,18 @@ def check_texts(texts: list[str], model: str, flag: str = "--file") -> None:
             raise DataError(f"'{printable(text)}' is {named}, and {model} is a text "
                             "classifier: give the text to classify in quotes, or a file of "
                             f"texts with {flag} (images need an image model)")
+        if _is_folder_here(text):  # a one-word text may well be meant: classified, but said
+            log.warning("'%s' is also the name of a folder here; it was classified as the "
+                        "text '%s'. To classify that folder's images, use an image model",
+                        printable(text), printable(text))
+
+
+def _is_folder_here(text: str) -> bool:
+    """Whether a text with no path separator names a folder in the working directory."""
+    try:
+        return text.strip() == text and os.path.isdir(text)
+    except (OSError, ValueError):
+        return False
 
 
 def is_text_model(path: str | Path) -> bool:
