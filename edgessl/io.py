@@ -140,7 +140,66 @@ def check_outputs(outputs: Mapping[str, str | Path | None],
         if (path.exists() or path.is_symlink()) and not force:
             raise OutputExistsError(f"'{path}' ({name}) exists; pass --force to overwrite it "
                                     f"or choose another {name}")
+        if name == "--out":  # every command's --out is a folder that --force replaces whole
+            check_replaceable(path, force, name)
         check_output_path(path, name)
+
+
+# What a file manager may add to a folder that was copied around.
+DESKTOP_LITTER = (".DS_Store", "Thumbs.db", "desktop.ini")
+# A folder holding one of these at its top was written by edgessl: a checkpoint (image or
+# text), an export (image or text), a deploy bundle, a compare run, the digits dataset.
+OUTPUT_MARKERS = ("card.json", "metadata.json", "text_model.json", "bundle.json",
+                  "compare.json", "edgessl-digits.json")
+
+
+def _written_by_edgessl(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in OUTPUT_MARKERS)
+
+
+def check_replaceable(out: str | Path, force: bool, flag: str = "--out", own=None,
+                      what: str = "a folder edgessl wrote") -> None:
+    """Refuse an output folder that ``--force`` would replace but that edgessl never wrote.
+
+    ``--force`` replaces the output folder as a whole, so a user who takes ``--out`` for "a
+    folder to write into" (``--out ~/Desktop``, ``--out .``) would lose everything in it.
+    It may replace an empty folder, a symbolic link (the link, never what it points to), and
+    a folder edgessl wrote: with ``own`` (entry -> bool, a command's own outputs), one whose
+    every entry is its own; without, one that holds an ``OUTPUT_MARKERS`` file.
+
+    Raises:
+        ConfigError: ``out`` is the working folder or holds it.
+        OutputExistsError: ``out`` is a file, or a folder holding other files (even with
+            ``force``).
+    """
+    from edgessl.errors import printable
+
+    out = Path(out).expanduser()
+    try:
+        real, here = Path(os.path.realpath(out)), Path.cwd().resolve()
+    except OSError:  # the working folder was deleted under us: no output can be it
+        real = here = None
+    if here is not None and (real == here or real in here.parents):
+        where = "the current folder" if real == here else "a folder around the current one"
+        raise ConfigError(f"{flag} '{printable(out)}' is {where}, which the output would "
+                          f"replace; choose a new folder for it (such as "
+                          f"'{printable(out / 'edgessl-out')}')")
+    if not force or out.is_symlink() or not out.exists():
+        return  # check_outputs refuses what exists without --force
+    if not out.is_dir():
+        raise OutputExistsError(f"{flag} '{printable(out)}' is a file, not {what}; --force "
+                                f"replaces only {what}, never other files: choose another "
+                                f"{flag}")
+    entries = [p for p in out.iterdir() if p.name not in DESKTOP_LITTER]
+    if own is None and (not entries or _written_by_edgessl(out)):
+        return
+    foreign = sorted(p.name for p in entries if own is None or not own(p))
+    if foreign:
+        shown = ", ".join(printable(n) for n in foreign[:3]) + (" ..." if len(foreign) > 3
+                                                                 else "")
+        raise OutputExistsError(f"{flag} '{printable(out)}' holds {len(foreign)} file(s) that "
+                                f"are not {what} ({shown}); --force replaces only {what}, never "
+                                f"other files: choose another {flag}")
 
 
 def _free_bytes(target: Path) -> int | None:

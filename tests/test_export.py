@@ -162,8 +162,14 @@ def test_existing_output_needs_force(tiny_classifier, tmp_path):
     with pytest.raises(OutputExistsError, match="--force"):
         export_model(tiny_classifier, ExportConfig(out=str(out)))
     assert (out / "old.txt").is_file()
+    # --force replaces an earlier export, never a folder of other files
+    with pytest.raises(OutputExistsError, match="not an earlier export"):
+        export_model(tiny_classifier, ExportConfig(out=str(out), force=True))
+    assert (out / "old.txt").is_file()
+    (out / "old.txt").unlink()
+    export_model(tiny_classifier, ExportConfig(out=str(out), force=True))  # an empty folder
     result = export_model(tiny_classifier, ExportConfig(out=str(out), force=True))
-    assert result.path == out / "model.onnx" and not (out / "old.txt").exists()
+    assert result.path == out / "model.onnx"
 
 
 def test_backbone_checkpoint_needs_embedding_output(tiny_classifier, tmp_path):

@@ -449,3 +449,35 @@ def test_the_bundle_runner_never_replaces_its_json_and_writes_strict_json(tmp_pa
                 force=False)
     assert json.loads((tmp_path / "out.json").read_text()) == {"top1": None, "p50": [1.0, None]}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_force_replaces_only_a_folder_edgessl_wrote(digits_dir, tmp_path, monkeypatch):
+    """`--out ~/Desktop --force` must not wipe the desktop: every command's --out is refused
+    before any work when it holds files no edgessl command wrote, and the files stay."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    small = ["--image-size", "16"]
+    for args in (("finetune", digits_dir, "--backbone", "scratch:resnet_micro", *small),
+                 ("pretrain", digits_dir, "--backbone", "resnet_micro", "--epochs", "1", *small),
+                 ("compare", digits_dir, "--arms", "pixels")):
+        line = one_line_error(invoke(*args, "--out", mine, "--force"))
+        assert "holds 1 file(s) that are not a folder edgessl wrote (notes.txt)" in line, args
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert (mine / "notes.txt").read_text() == "keep me"
+    with pytest.raises(OutputExistsError, match="is a file, not a folder edgessl wrote"):
+        check_outputs({"--out": mine / "notes.txt"}, force=True)
+    monkeypatch.chdir(mine)
+    with pytest.raises(ConfigError, match="is the current folder"):
+        check_outputs({"--out": "."}, force=True)
+    with pytest.raises(ConfigError, match="a folder around the current one"):
+        check_outputs({"--out": tmp_path}, force=True)
+    # what --force does replace: an edgessl output, an empty folder, desktop litter only
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / ".DS_Store").write_bytes(b"")
+    check_outputs({"--out": ours}, force=True)
+    (ours / "card.json").write_text("{}")
+    (ours / "model.safetensors").write_bytes(b"")
+    check_outputs({"--out": ours}, force=True)
+    check_outputs({"--json": mine / "notes.txt"}, force=True)  # a file output: replaced

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgessl.artifact import META_KEY, ArtifactMeta
 from edgessl.backends.base import ExecutionInfo, ThreadedThroughput
-from edgessl.errors import CheckpointError, DeviceUnavailableError
+from edgessl.errors import CheckpointError, ConfigError, DeviceUnavailableError
 
 # Device names users type -> the ONNX Runtime provider that serves them.
 DEVICE_PROVIDERS = {
@@ -34,6 +34,29 @@ def accepts(path: Path) -> bool:
     return path.suffix.lower() == ".onnx" and path.is_file()
 
 
+# Providers that take a GPU index (``--device CUDA:1``) as their ``device_id`` option.
+INDEXED_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "DmlExecutionProvider")
+
+
+def _device_index(device: str, provider: str) -> int | None:
+    """The index in ``device`` ("CUDA:1" -> 1; None without one), for a provider that takes
+    one: run on GPU 1 or fail, never on GPU 0 while the report says GPU 1.
+
+    Raises:
+        ConfigError: an index that is not a number, or one given to a provider without.
+    """
+    if ":" not in device:
+        return None
+    number = device.split(":", 1)[1].strip()
+    if provider not in INDEXED_PROVIDERS:
+        raise ConfigError(f"device '{device}': {provider} takes no device index; drop "
+                          f"':{number}'")
+    if not (number.isascii() and number.isdigit()):
+        raise ConfigError(f"device '{device}' names no GPU: write {device.split(':')[0]}:<n> "
+                          "with n = 0, 1, ... (the GPU's index)")
+    return int(number)
+
+
 def _provider_for(device: str) -> str:
     """The provider for ``device`` ("CPU", "CUDA", or a provider name like "CPUExecutionProvider").
 
@@ -43,7 +66,8 @@ def _provider_for(device: str) -> str:
     import onnxruntime as ort
 
     wanted = device.strip()
-    provider = DEVICE_PROVIDERS.get(wanted.upper().split(":", 1)[0], wanted)
+    provider = DEVICE_PROVIDERS.get(wanted.upper().split(":", 1)[0], wanted.split(":", 1)[0])
+    _device_index(wanted, provider)
     available = ort.get_available_providers()
     if provider not in available:
         raise DeviceUnavailableError(
@@ -66,6 +90,16 @@ def _device_of(provider: str) -> str:
         if name == provider:
             return device
     return provider.removesuffix("ExecutionProvider").upper()
+
+
+def _executed_device(session, provider: str) -> str:
+    """The device ``provider`` runs on, with the GPU index the session reports ("CUDA:1")."""
+    device = _device_of(provider)
+    try:
+        index = session.get_provider_options().get(provider, {}).get("device_id")
+    except Exception:  # noqa: BLE001 - older sessions may not report options
+        index = None
+    return f"{device}:{index}" if provider in INDEXED_PROVIDERS and index is not None else device
 
 
 class OnnxRuntimeModel(ThreadedThroughput):
@@ -122,11 +156,15 @@ def _providers(device: str, profile) -> tuple[list[str], list[dict]]:
 
     if profile is None:
         provider = _provider_for(device)
+        index = _device_index(device.strip(), provider)
         # CPU is listed last so that operators the accelerator lacks still run; load() checks
         # that the accelerator itself did start.
         names = [provider] if provider == "CPUExecutionProvider" else [provider,
                                                                        "CPUExecutionProvider"]
-        return names, [{} for _ in names]
+        options = [{} for _ in names]
+        if index is not None:
+            options[0] = {"device_id": str(index)}
+        return names, options
     available = ort.get_available_providers()
     missing = [p for p in profile.providers if p not in available]
     if missing:
@@ -190,7 +228,7 @@ def load(path: Path, device: str = "CPU", profile=None, batch: int | None = None
             f"'{profile.name if profile is not None else device}' (session uses "
             f"{', '.join(used)}); check the accelerator's drivers or use --device CPU"
         )
-    execution = ExecutionInfo(runtime="onnxruntime", device=_device_of(used[0]),
+    execution = ExecutionInfo(runtime="onnxruntime", device=_executed_device(session, used[0]),
                               provider=used[0], version=ort.__version__)
     model = OnnxRuntimeModel(path, session, _read_meta(session, path), execution, load_seconds)
     model.session_providers = tuple(used)

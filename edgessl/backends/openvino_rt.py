@@ -35,6 +35,10 @@ def _check_device(core, device: str) -> str:
     kind = wanted.split(":", 1)[0]
     if kind in VIRTUAL_DEVICES or wanted in available:
         return wanted
+    # With two GPUs OpenVINO lists GPU.0 and GPU.1 and still takes "GPU" for the first, as
+    # edgessl.devices.availability does: never "no device 'GPU'" on a host with two.
+    if "." not in wanted and any(d.split(".", 1)[0] == wanted for d in available):
+        return wanted
     import openvino as ov
 
     raise DeviceUnavailableError(
@@ -89,10 +93,11 @@ class OpenVinoModel:
     """
 
     def __init__(self, path: Path, compiled, meta: ArtifactMeta, execution,
-                 load_seconds: float) -> None:
+                 load_seconds: float, core=None) -> None:
         self.path = path
         self.meta = meta
-        self.execution = execution
+        self._execution = execution
+        self._core = core
         self.load_seconds = load_seconds
         self.compiled = compiled
         self._request = compiled.create_infer_request()
@@ -100,9 +105,25 @@ class OpenVinoModel:
         self._fixed_batch = None if shape.is_dynamic else int(shape[0].get_length())
         self._input = self._request.get_input_tensor(0)  # the request keeps this tensor
         self._input_shape = tuple(self._input.shape)
-        self.execution_devices: tuple[str, ...] = ()
         self.settings: dict = {}
         self._recompile = None  # (core, model, device, config) for compile_for_throughput
+
+    @property
+    def execution_devices(self) -> tuple[str, ...]:
+        """``EXECUTION_DEVICES`` as the compiled model reports it now: AUTO starts on the CPU
+        while the accelerator compiles and moves there later, so what ran is read when asked
+        (after the measurement), never kept from load time."""
+        return tuple(self.compiled.get_property("EXECUTION_DEVICES"))
+
+    @property
+    def execution(self):
+        """The ExecutionInfo of the devices executing now (see ``execution_devices``)."""
+        devices = ",".join(self.execution_devices)
+        if self._core is not None and devices != self._execution.device:
+            self._execution = _execution(self._core, self.compiled)
+            if "EXECUTION_DEVICES" in self.settings:
+                self.settings["EXECUTION_DEVICES"] = devices
+        return self._execution
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch float32 [N, 3, S, S] (normalised), or uint8 [N, S, S, 3] for artifacts
@@ -220,8 +241,8 @@ def load(path: Path, device: str = "CPU", profile=None, batch: int | None = None
     if profile is not None and profile.inference_precision:
         check_inference_precision(profile.inference_precision, _inference_precision(compiled),
                                   device, _capabilities(core, device), path.name)
-    loaded = OpenVinoModel(path, compiled, meta, _execution(core, compiled), load_seconds)
-    loaded.execution_devices = tuple(compiled.get_property("EXECUTION_DEVICES"))
+    loaded = OpenVinoModel(path, compiled, meta, _execution(core, compiled), load_seconds,
+                           core)
     loaded.settings = read_settings(compiled)
     loaded._recompile = (core, model, device, config)
     return loaded

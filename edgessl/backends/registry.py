@@ -22,10 +22,27 @@ def runtime_name_for(path: str | Path) -> str:
     for name, module in RUNTIMES.items():
         if module.accepts(path):
             return name
+    inside = models_in_folder(path)
+    if len(inside) == 1:
+        raise CheckpointError(f"'{path}' is a folder holding the model '{inside[0]}'; pass "
+                              "that file")
     raise CheckpointError(
         f"'{path}' is not a model edgessl can run; pass an edgessl checkpoint folder, "
         "a .onnx file or an OpenVINO .xml file"
     )
+
+
+def models_in_folder(path: Path) -> list[Path]:
+    """The artifacts directly in the folder ``path`` (an export folder: its one model file);
+    none for a file or a folder that cannot be listed."""
+    from edgessl.runtime_specs import runtime_for_suffix
+
+    try:
+        entries = sorted(path.iterdir()) if path.is_dir() else []
+    except OSError:
+        return []
+    return [p for p in entries if p.is_file() and (spec := runtime_for_suffix(p.suffix))
+            is not None and spec.format is not None]
 
 
 def load_any(path: str | Path, device: str = "CPU") -> LoadedModel:

@@ -14,7 +14,7 @@ import numpy as np
 from edgessl.artifact import ArtifactMeta
 from edgessl.backends.base import ExecutionInfo, ThreadedThroughput
 from edgessl.checkpoint import CARD_FILE, ModelCard
-from edgessl.errors import DeviceUnavailableError, unknown_choice
+from edgessl.errors import ConfigError, DeviceUnavailableError, unknown_choice
 from edgessl.runtime_specs import RUNTIME_SPECS
 
 DEVICES = RUNTIME_SPECS.get("pytorch").devices
@@ -58,8 +58,12 @@ def _resolve_device(device: str):
     wanted = device.strip().upper()
     if wanted == "CPU":
         return torch.device("cpu"), "cpu", f"torch CPU ({torch.get_num_threads()} threads)"
-    if wanted in ("CUDA", "GPU") or wanted.startswith("CUDA:"):
-        index = int(wanted.split(":", 1)[1]) if ":" in wanted else 0
+    if wanted in ("CUDA", "GPU") or wanted.startswith(("CUDA:", "GPU:")):
+        number = wanted.split(":", 1)[1].strip() if ":" in wanted else "0"
+        if not number.isdigit() or not number.isascii():  # "cuda:x", "cuda:", "cuda:-1"
+            raise ConfigError(f"device '{device}' names no GPU: write CUDA, or CUDA:<n> with "
+                              "n = 0, 1, ... (the GPU's index)")
+        index = int(number)
         if not torch.cuda.is_available():
             raise DeviceUnavailableError(
                 f"device '{device}' was asked for, but PyTorch sees no CUDA GPU on this host "

@@ -153,9 +153,7 @@ def benchmark_model(path: str | Path, config: BenchmarkConfig,
         splits: loads ``config.data`` per (val_fraction, seed); None = load it here.
         profile: a DeviceProfile, or None to run on ``config.device`` with runtime defaults.
     """
-    if profile is not None and profile.static_batch not in (None, config.batch_size):
-        raise ConfigError(f"profile '{profile.name}' runs a fixed batch of "
-                          f"{profile.static_batch}; pass --batch-size {profile.static_batch}")
+    _check_batch(profile, config)
     reset_peak_rss()
     static = _static_target(profile)
     batch = config.batch_size if static else None
@@ -171,8 +169,18 @@ def benchmark_model(path: str | Path, config: BenchmarkConfig,
             resize=(lambda size: load_for_target(path, config, profile, batch=size)) if static
             else None)
         sizes = config.batch_sizes or (profile.batch_sizes if profile is not None else ())
+        fixed = static_batch(model.meta)
+        if not config.batch_sizes and fixed is not None:
+            # the profile's sweep is for models that take any batch; this one takes one
+            sizes = tuple(b for b in sizes if b == fixed)
         return measure(model, dataclasses.replace(config, batch_sizes=sizes), target,
                        sources=None if data is None else [p for p, _ in data.val], data=data)
+
+
+def _check_batch(profile, config: BenchmarkConfig) -> None:
+    if profile is not None and profile.static_batch not in (None, config.batch_size):
+        raise ConfigError(f"profile '{profile.name}' runs a fixed batch of "
+                          f"{profile.static_batch}; pass --batch-size {profile.static_batch}")
 
 
 def _skipped(path, profile, runtime: str, reason: str) -> BenchmarkResult:
@@ -243,10 +251,22 @@ def benchmark_models(models: Sequence[str | Path], config: BenchmarkConfig | Non
     profiles = [load_profile(p) for p in config.profiles]
     if config.inference_precisions:
         profiles = precision_variants(profiles, config.inference_precisions)
+    for profile in profiles:  # before the first measurement, not after the others'
+        _check_batch(profile, config)
     host = detect_host()
     several = len(profiles) * len(models) > 1
     results = [_run_target(m, config, splits, p, host, several) for m in models
                for p in profiles]
     if all(r.skipped for r in results):
-        raise DeviceUnavailableError(f"nothing to measure: {results[0].skipped}")
+        raise DeviceUnavailableError(f"nothing to measure: {_why_skipped(results, profiles)}")
     return results
+
+
+def _why_skipped(results: list[BenchmarkResult], profiles: list) -> str:
+    """The reason to show when every pair was skipped: one where the profile does use the
+    model's runtime (the device is missing), rather than one of a model it was never for."""
+    uses = {(p.name, r) for p in profiles for r in p.runtimes}
+    telling = [r for r in results if (r.profile, r.runtime) in uses] or results
+    others = len({r.skipped for r in results}) - 1
+    more = f" (and {others} other reason{'s' if others > 1 else ''})" if others else ""
+    return f"{telling[0].skipped}{more}"

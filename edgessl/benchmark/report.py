@@ -223,6 +223,14 @@ def _document(results, config, stamp) -> dict:
     }
 
 
+def dumps_document(results: Sequence[BenchmarkResult], config: BenchmarkConfig | None = None,
+                   stamp: dict | None = None) -> str:
+    """What ``write_json`` writes, as text (strict JSON: non-finite numbers as null)."""
+    from edgessl import io as edgessl_io
+
+    return edgessl_io.dumps_json(_document(results, config, stamp), "benchmark results")
+
+
 def write_json(results: Sequence[BenchmarkResult], path: str | Path,
                config: BenchmarkConfig | None = None, stamp: dict | None = None,
                force: bool = False) -> Path:

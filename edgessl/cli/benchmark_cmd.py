@@ -12,6 +12,13 @@ from edgessl.cli.finetune_cmd import flags_given
 from edgessl.runtime_specs import artifact_kinds
 
 
+def err_echo(text: str = "") -> None:
+    """``echo`` on stderr (control characters escaped, newlines kept)."""
+    from edgessl.errors import printable
+
+    typer.echo(printable(text, lines=True), err=True)
+
+
 def write_outputs(results, config, outputs: dict[str, Path | None],
                   force: bool = False) -> list[Path]:
     """Write each requested output (json, csv, markdown, plot); returns the paths written.
@@ -22,19 +29,48 @@ def write_outputs(results, config, outputs: dict[str, Path | None],
 
     stamp = report.host_stamp()
     written = []
-    if outputs.get("json") is not None:
-        written.append(report.write_json(results, outputs["json"], config, stamp, force=force))
-    if outputs.get("csv") is not None:
-        written.append(report.write_text(report.render_csv(results), outputs["csv"], force))
-    if outputs.get("markdown") is not None:
-        written.append(report.write_text(report.render_markdown(results, stamp),
-                                         outputs["markdown"], force))
+    texts = {"json": lambda: report.dumps_document(results, config, stamp),
+             "csv": lambda: report.render_csv(results),
+             "markdown": lambda: report.render_markdown(results, stamp)}
+    for kind, render in texts.items():
+        path = outputs.get(kind)
+        if path is None:
+            continue
+        if str(path) == STDOUT:
+            echo(render().rstrip("\n"))
+        elif kind == "json":
+            written.append(report.write_json(results, path, config, stamp, force=force))
+        else:
+            written.append(report.write_text(render(), path, force))
     if outputs.get("plot") is not None:
         from edgessl.benchmark.plot import write_plot
 
         written.append(write_plot(results, outputs["plot"], force=force,
                                   title=f"edgessl benchmark on {stamp['cpu']}"))
     return written
+
+
+STDOUT = "-"
+
+
+def check_stdout(outputs: dict[str, Path | None]) -> bool:
+    """Whether one of ``outputs`` is ``-`` (stdout), refusing what stdout cannot take: a
+    PNG, or two outputs there at once.
+
+    Raises:
+        ConfigError: ``--plot -``, or ``-`` for more than one output.
+    """
+    from edgessl.errors import ConfigError
+
+    dashes = [f"--{kind}" for kind, path in outputs.items()
+              if path is not None and str(path) == STDOUT]
+    if "--plot" in dashes:
+        raise ConfigError("--plot writes a PNG file and cannot go to stdout ('-'); name a .png "
+                          "file")
+    if len(dashes) > 1:
+        raise ConfigError(f"{' and '.join(dashes)} cannot both go to stdout ('-'); give one "
+                          "of them a file name")
+    return bool(dashes)
 
 
 @app.command("benchmark")
@@ -74,10 +110,13 @@ def benchmark(
         help="f32, bf16 or f16: run each profile's float layers in it (OpenVINO), one row "
              "each; with --data the rows show what it costs in top-1. Repeatable."),
     json_path: Path | None = typer.Option(
-        None, "--json", help="Write results, config, profiles and a host stamp as JSON."),
-    csv_path: Path | None = typer.Option(None, "--csv", help="Write every field as CSV."),
+        None, "--json", help="Write results, config, profiles and a host stamp as JSON ('-' "
+                             "for stdout; the table then goes to stderr)."),
+    csv_path: Path | None = typer.Option(None, "--csv",
+                                         help="Write every field as CSV ('-' for stdout)."),
     markdown_path: Path | None = typer.Option(
-        None, "--markdown", help="Write the table, notes and host stamp as Markdown."),
+        None, "--markdown", help="Write the table, notes and host stamp as Markdown ('-' for "
+                                 "stdout)."),
     plot_path: Path | None = typer.Option(
         None, "--plot", help="Write a PNG comparing the models (needs matplotlib)."),
     remote: str | None = typer.Option(
@@ -108,6 +147,7 @@ def benchmark(
         outputs = {"json": json_path, "csv": csv_path, "markdown": markdown_path,
                    "plot": plot_path}
         # before measuring: a run must not end in a refused write
+        to_stdout = check_stdout(outputs)
         check_outputs({f"--{kind}": path for kind, path in outputs.items()},
                       {"MODEL": models, "--data": data}, force=force)
         if profile and device is not None:
@@ -126,10 +166,12 @@ def benchmark(
             results = remote_results(models, remote, profile, config, remote_python)
         else:
             results = benchmark_models(models, config)
-        echo(render_table(results))
-        echo(f"host: {host_line(host_stamp())}")
+        # with an output on stdout ('-'), the table goes to stderr so stdout stays parseable
+        show = err_echo if to_stdout else echo
+        show(render_table(results))
+        show(f"host: {host_line(host_stamp())}")
         for path in write_outputs(results, config, outputs, force=force):
-            echo(f"wrote {path}")
+            show(f"wrote {path}")
 
 
 # Options of the image benchmark only; given with text models they are an error.
@@ -148,12 +190,17 @@ def benchmark_text_models(ctx: typer.Context, models: list[Path], data: Path | N
     from edgessl.text.workflow import benchmark_texts, refuse_image_flags
 
     refuse_image_flags(flags_given(ctx, TEXT_REFUSES), "models")
+    to_stdout = check_stdout({"json": json_path})
     check_outputs({"--json": json_path}, {"MODEL": models, "--data": data}, force=force)
     results = benchmark_texts(models, data, runs=iterations, warmup=warmup)
     stamp = host_stamp()
-    echo(render_text_table(results))
-    echo(f"host: {host_line(stamp)}")
-    if json_path is not None:
-        written = write_json(json_path, {"host": stamp, "results": [r.to_dict() for r in results]},
-                             force=force)
-        echo(f"wrote {written}")
+    show = err_echo if to_stdout else echo
+    show(render_text_table(results))
+    show(f"host: {host_line(stamp)}")
+    document = {"host": stamp, "results": [r.to_dict() for r in results]}
+    if to_stdout:
+        from edgessl.io import dumps_json
+
+        echo(dumps_json(document, "benchmark results").rstrip("\n"))
+    elif json_path is not None:
+        echo(f"wrote {write_json(json_path, document, force=force)}")

@@ -100,6 +100,12 @@ def export(
             from edgessl.text.workflow import export_text_checkpoint, refuse_image_flags
 
             refuse_image_flags(flags_given(ctx, IMAGE_ONLY), f"classifier '{model}'")
+            if out is not None:  # as for an image export: an input first, then --force
+                from edgessl.export.api import check_export_replaceable
+                from edgessl.io import check_outputs
+
+                check_outputs({"--out": out}, {"MODEL": model, "--data": data}, force=force)
+                check_export_replaceable(out, force)
             sizes = flags_given(ctx, ["calib_size"])
             result = export_text_checkpoint(model, format, precision, out=out, data=data,
                                             calib_size=calib_size if sizes else None,
@@ -110,7 +116,7 @@ def export(
             from edgessl.text.workflow import fusion_needs_text
 
             raise fusion_needs_text(model)
-        from edgessl.export.api import ExportConfig, export_model
+        from edgessl.export.api import ExportConfig, calibration_without_int8, export_model
         from edgessl.export.schemes import QuantizeConfig
 
         quant = QuantizeConfig(
@@ -124,6 +130,10 @@ def export(
             simplify=simplify, data=None if data is None else str(data),
             out=None if out is None else str(out), force=force,
         )
+        calibration = flags_given(ctx, ["calib", "calib_size"])
+        # never calibration settings left unused (an unknown precision is export_model's)
+        if calibration and precision != "int8" and precision in FORMATS.get(format).precisions:
+            raise calibration_without_int8(calibration, precision)
         result = export_model(model, config)
         echo(render_report(result.report))
 

@@ -28,8 +28,13 @@ def load_for_predict(model: Path, device: str):
         from edgessl.backends import torch_rt
 
         if not torch_rt.accepts(model):
+            from edgessl.backends.registry import models_in_folder
             from edgessl.errors import CheckpointError
 
+            inside = models_in_folder(model)
+            if len(inside) == 1:
+                raise CheckpointError(f"'{model}' is a folder holding the model '{inside[0]}'; "
+                                      "pass that file")
             raise CheckpointError(f"'{model}' is a folder without card.json; pass a checkpoint "
                                   f"folder or an exported model ({artifact_kinds()})")
         return DeployedModel(torch_rt.load(model, device=device))
@@ -38,7 +43,7 @@ def load_for_predict(model: Path, device: str):
 
 def device_from_profile(profile: str, model: Path) -> str:
     """The device a profile names for the runtime that runs ``model``."""
-    from edgessl.deploy.bundle import device_for
+    from edgessl.deploy.bundle_config import device_for
     from edgessl.devices.profile import load_profile
     from edgessl.errors import ConfigError
     from edgessl.runtime.model import runtime_of
@@ -88,7 +93,7 @@ def predict(
     profile: str | None = typer.Option(
         None, "--profile", help="Device profile (name or .toml) whose device to run on."),
     device: str = typer.Option("CPU", "--device",
-                               help="Device to run on (ignored with --profile)."),
+                               help="Device to run on (not with --profile, which names one)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, max=4096,
                                    help="Images per run."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
@@ -97,7 +102,7 @@ def predict(
     label and probability each."""
     with user_errors():
         from edgessl.io import check_outputs, dumps_json
-        from edgessl.runtime.model import iter_image_files
+        from edgessl.runtime.model import iter_image_files, refuse_blank_paths
         from edgessl.text.runtime import is_text_model
 
         if is_text_model(model):
@@ -112,6 +117,12 @@ def predict(
             from edgessl.cli.app import UsageError
 
             raise UsageError("Missing argument 'IMAGE_OR_DIR...'.", ctx)
+        refuse_blank_paths(images)  # before the recursive search of the current folder
+        if profile is not None and flags_given(ctx, ["device"]):
+            from edgessl.errors import ConfigError
+
+            raise ConfigError("pass either --device or --profile, not both: a profile names "
+                              "its own device")
         images = [Path(i) for i in images]
         check_outputs({"--json": json_path}, {"MODEL": model, "IMAGE_OR_DIR": images},
                       force=force)

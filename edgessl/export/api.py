@@ -99,10 +99,23 @@ def _check_config(config: ExportConfig):
     elif config.quant != QuantizeConfig():
         raise ConfigError(f"quantization options (--scheme, --max-drop, ...) apply to int8; "
                           f"this export is {config.precision} — add --precision int8")
+    elif config.calib is not None:  # calibration images would be ignored: say so
+        raise calibration_without_int8(["--calib"], config.precision)
     if config.simplify and fmt.name != "onnx":
         raise ConfigError("--simplify applies to --format onnx (OpenVINO optimises the graph "
                           "itself); drop it")
     return fmt
+
+
+def calibration_without_int8(flags: list[str], precision: str) -> ConfigError:
+    """The error for calibration settings given to an export that does not calibrate.
+
+    (``calib_size`` alone is no error here: callers that export several precisions pass one
+    size for all of them; the CLI refuses ``--calib-size`` given by hand.)
+    """
+    named = " and ".join(flags)
+    return ConfigError(f"{named} {'are' if len(flags) > 1 else 'is'} for int8 calibration; "
+                       f"this export is {precision} — add --precision int8 or drop {named}")
 
 
 def library_versions() -> dict[str, str]:
@@ -177,8 +190,16 @@ def export_model(checkpoint: str | Path, config: ExportConfig = ExportConfig()) 
     checkpoint = Path(checkpoint)
     card = read_card(checkpoint)
     out = Path(config.out) if config.out else default_out(checkpoint, fmt.name, config.precision)
+    # The checkpoint's own data is read (validation, calibration) when no folder is given:
+    # an export written into it would turn up there as a class or split folder.
+    own_data = card.data.get("path") if config.data is None or (
+        config.precision == "int8" and config.calib is None) else None
+    own_data = own_data if isinstance(own_data, str) and own_data.strip() else None
     check_outputs({"--out": out}, {"MODEL": checkpoint, "--calib": config.calib,
-                                   "--data": config.data}, force=config.force)
+                                   "--data": config.data,
+                                   "--data (the checkpoint's own, from card.json)": own_data},
+                  force=config.force)
+    check_export_replaceable(out, config.force)
     output = config.output or default_output(card.kind)
     if config.quant.max_drop is not None and output in ("embedding", "embedding-l2"):
         raise ConfigError("--max-drop needs class scores to measure top-1; export "
@@ -199,7 +220,42 @@ def export_model(checkpoint: str | Path, config: ExportConfig = ExportConfig()) 
             from edgessl.export.accuracy_control import check_max_drop
 
             check_max_drop(report, config.quant.max_drop)
+        require_quantized(report, config)
     return ExportResult(out / written.path.name, {**report, "path": str(out / written.path.name)})
+
+
+# What an export folder holds (image and text exports, every format): ``model.*`` and these.
+EXPORT_SIDE_FILES = (SIDECAR_FILE, REPORT_FILE, "tokenizer.json", "text_model.json")
+
+
+def _export_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink() and (
+        path.name.startswith(f"{ARTIFACT_STEM}.") or path.name in EXPORT_SIDE_FILES)
+
+
+def check_export_replaceable(out: str | Path, force: bool) -> None:
+    """``check_replaceable`` for an export folder: --force replaces only an earlier export
+    (its model files, sidecar and report), never a folder of other files."""
+    from edgessl.io import check_replaceable
+
+    check_replaceable(out, force, "--out", own=_export_file, what="an earlier export")
+
+
+def require_quantized(report: dict, config: ExportConfig) -> None:
+    """Refuse an int8 export that kept every compute layer in float (``--ignore '.*'``, or an
+    accuracy search that gave everything back): it is an fp32 model under an int8 name.
+
+    Raises:
+        ConfigError: naming the patterns and what to do.
+    """
+    layers, kept = report.get("compute_layers"), report.get("kept_in_float")
+    if config.precision != "int8" or not layers or kept is None or len(kept) < layers:
+        return
+    why = (f"--ignore {' '.join(repr(p) for p in config.quant.ignored)} matches every one"
+           if config.quant.ignored else "the quantizer kept every one in float")
+    raise ConfigError(f"the int8 export quantized none of its {layers} compute layers ({why}): "
+                      "it would be an fp32 model under an int8 name; narrow --ignore to the "
+                      "layers to keep in float, or export --precision fp32")
 
 
 def require_finite_weights(model, checkpoint: Path) -> None:

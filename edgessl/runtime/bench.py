@@ -134,6 +134,12 @@ def measure(model, config: MeasureConfig, target: Target, sources: Sequence | No
     if fixed is not None and fixed != config.batch_size:
         raise ConfigError(f"'{target.name}' was exported with a fixed batch of {fixed}; "
                           f"pass --batch-size {fixed}")
+    others = [b for b in config.batch_sizes if fixed is not None and b != fixed]
+    if others:  # never a sweep that quietly leaves out the sizes asked for
+        raise ConfigError(f"'{target.name}' was exported with a fixed batch of {fixed}, so "
+                          f"--batch-sizes {','.join(map(str, config.batch_sizes))} cannot run "
+                          f"{', '.join(map(str, others))}; pass --batch-sizes {fixed} or "
+                          "export it with a dynamic batch")
     if data is not None:
         require_labels(model)
     x = input_batch(meta, config.batch_size, sources)
@@ -192,10 +198,7 @@ def _sweep(model, config: MeasureConfig, target: Target, sources, measured: Late
            ) -> tuple[SweepPoint, ...]:
     """Synchronous latency and throughput at each batch size of the sweep (the latency
     measurement itself, ``measured``, stands for ``config.batch_size``)."""
-    sizes = config.batch_sizes
-    fixed = static_batch(model.meta)
-    if fixed is not None:
-        sizes = tuple(b for b in sizes if b == fixed)
+    sizes = config.batch_sizes  # a fixed-batch model gets only its own (checked by measure)
     points = []
     for size in sizes:
         stats = measured

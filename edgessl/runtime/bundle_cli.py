@@ -176,8 +176,9 @@ def _smoke_images(folder: Path, bundle: dict) -> list[Path]:
 
 
 def cmd_predict(folder: Path, bundle: dict, args) -> int:
-    from edgessl.runtime.model import iter_image_files
+    from edgessl.runtime.model import iter_image_files, refuse_blank_paths
 
+    refuse_blank_paths(args.images)
     entry = select_models(bundle, [args.model or _default_model(bundle)])[0]
     model = _load(folder, entry, args.device, bundle)
     files = iter_image_files(args.images)

@@ -118,11 +118,46 @@ def _as_image(item, index: int):
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
             raise DataError(f"image {index} has shape {list(array.shape)}; pass [H, W, 3] RGB "
                             "or [H, W] grayscale arrays")
-        if array.dtype != np.uint8:  # floats are taken as values in [0, 1]
-            array = np.clip(np.asarray(array, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return f"<image {index}>", Image.fromarray(array).convert("RGB")
+        return f"<image {index}>", Image.fromarray(_as_uint8(array, index)).convert("RGB")
     raise DataError(f"image {index} is a {type(item).__name__}; pass a path, a PIL image or "
                     "a numpy array [H, W, 3]")
+
+
+def _as_uint8(array: np.ndarray, index: int) -> np.ndarray:
+    """Pixels of an array image as uint8: integers in [0, 255] as they are, floats (and bools)
+    taken as values in [0, 1].
+
+    Anything else is an error rather than a guess: floats in [0, 255] (``img.astype(float)``)
+    would all clip to white, 16-bit integers would wrap, normalised inputs would clip to
+    black, and each would still get a confident prediction.
+
+    Raises:
+        DataError: non-finite values, or values outside the range of their type.
+    """
+    if array.size == 0:
+        raise DataError(f"image {index} is empty (shape {list(array.shape)}); pass an image of "
+                        "at least 1 x 1 pixels")
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.integer):
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise DataError(f"image {index} is {array.dtype} with values {low}..{high}; integer "
+                            "images must lie in 0..255: scale 16-bit images to uint8 first")
+        return array.astype(np.uint8)
+    if not (np.issubdtype(array.dtype, np.floating) or array.dtype == np.bool_):
+        raise DataError(f"image {index} has dtype {array.dtype}; pass uint8 [0, 255] or float "
+                        "[0, 1] pixels")
+    values = np.asarray(array, np.float32)
+    if not np.isfinite(values).all():
+        raise DataError(f"image {index} holds NaN or infinite values; pass finite pixels")
+    low, high = float(values.min()), float(values.max())
+    if low < -1e-3 or high > 1.0 + 1e-3:
+        hint = (" (values up to 255: divide by 255, or pass uint8)" if high > 1 else
+                " (a normalised tensor? pass the pixels before normalisation)")
+        raise DataError(f"image {index} is {array.dtype} with values {low:.3g}..{high:.3g}; "
+                        f"float images must lie in [0, 1]{hint}")
+    return np.clip(values * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _images(images) -> list:
@@ -157,9 +192,14 @@ class DeployedModel:
         self.loaded = loaded
         self.path = loaded.path
         self.meta = loaded.meta
-        self.execution = loaded.execution
         self.load_seconds = loaded.load_seconds
         self.raw_input = _takes_uint8(loaded)
+
+    @property
+    def execution(self):
+        """What runs the model, as the runtime reports it now (OpenVINO's AUTO moves from the
+        CPU to the accelerator once that has compiled)."""
+        return self.loaded.execution
 
     def preprocess(self, images) -> np.ndarray:
         """Images (paths, PIL images, [H, W, 3] arrays) -> the model's input batch.
@@ -182,6 +222,9 @@ class DeployedModel:
                     raise
                 except Exception as exc:  # noqa: BLE001 - any decoder failure, bombs included
                     raise DataError(f"'{source}' is not a readable image ({exc})") from None
+            elif 0 in image.size:
+                raise DataError(f"image {i} is {image.width} x {image.height} pixels; pass an "
+                                "image of at least 1 x 1 pixels")
             else:
                 image = to_rgb(image)
             image = resize_center_crop(image, m.image_size)
@@ -324,23 +367,32 @@ def _run_uint8(loaded, batch: np.ndarray) -> np.ndarray:
     return loaded.run(batch)
 
 
+def refuse_blank_paths(images: Iterable[str | Path]) -> None:
+    """Refuse an empty or blank image argument (an unset shell variable, ``""``): as a path it
+    is the current folder, which ``iter_image_files`` would search recursively.
+
+    Raises:
+        DataError: naming the argument and what to pass instead.
+    """
+    blank = [i for i in images if isinstance(i, str) and not i.strip()]
+    if blank:
+        raise DataError(f"IMAGE_OR_DIR {blank[0]!r} is empty; pass image files or folders "
+                        "('.' for the current folder)")
+
+
 def iter_image_files(inputs: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders (recursively, sorted) into a list of image files.
 
     Raises:
         DataError: for a path that does not exist, or when no image is found.
     """
-    from edgessl.data.images import IMAGE_EXTENSIONS, list_image_files
+    from edgessl.data.images import image_files_or_fail
 
     files: list[Path] = []
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = list_image_files(path)
-            if not found:
-                raise DataError(f"no image in folder '{path}' (looked for "
-                                f"{', '.join(IMAGE_EXTENSIONS)}); pass a folder of images")
-            files += found
+            files += image_files_or_fail(path, "folder")
         elif path.is_file():
             files.append(path)
         else:
