@@ -163,7 +163,7 @@ def test_existing_output_needs_force(tiny_classifier, tmp_path):
         export_model(tiny_classifier, ExportConfig(out=str(out)))
     assert (out / "old.txt").is_file()
     # --force replaces an earlier export, never a folder of other files
-    with pytest.raises(OutputExistsError, match="not an earlier export"):
+    with pytest.raises(OutputExistsError, match="not a folder edgessl wrote"):
         export_model(tiny_classifier, ExportConfig(out=str(out), force=True))
     assert (out / "old.txt").is_file()
     (out / "old.txt").unlink()

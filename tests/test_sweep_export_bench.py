@@ -41,12 +41,21 @@ def test_export_force_never_replaces_a_folder_or_file_no_export_wrote(tiny_class
     (desktop / "notes.txt").write_text("precious")
     photo = tmp_path / "photo.png"
     Image.new("RGB", (4, 4)).save(photo)
-    for out, words in ((desktop, "holds 1 file(s) that are not an earlier export (notes.txt)"),
-                       (photo, "is a file, not an earlier export"),
-                       (onnx_model, "is a file, not an earlier export")):  # a file of an export
+    # a folder edgessl wrote, but not an export: a checkpoint is not replaced by an export
+    other = tmp_path / "ckpt-copy"
+    other.mkdir()
+    (other / "card.json").write_text("{}")
+    (other / "model.safetensors").write_bytes(b"")
+    edgessl = "a folder edgessl wrote"
+    for out, words, what in (
+            (desktop, "holds 1 file(s) that are not a folder edgessl wrote (notes.txt)", edgessl),
+            (photo, "is a file, not a folder edgessl wrote", edgessl),
+            (onnx_model, "is a file, not a folder edgessl wrote", edgessl),  # an export's file
+            (other, "holds 1 file(s) that are not an earlier export (card.json)",
+             "an earlier export")):
         before = _snapshot(out.parent)
         line = one_line_error(invoke("export", tiny_classifier, "--out", out, "--force"))
-        assert words in line and "--force replaces only an earlier export" in line
+        assert words in line and f"--force replaces only {what}" in line, line
         assert _snapshot(out.parent) == before
     with pytest.raises(OutputExistsError, match="notes.txt"):
         export_model(tiny_classifier, ExportConfig(out=str(desktop), force=True))
@@ -62,7 +71,7 @@ def test_text_export_force_never_replaces_a_folder_no_export_wrote(tmp_path):
     mine.mkdir()
     (mine / "notes.txt").write_text("precious")
     line = one_line_error(invoke("export", model, "--out", mine, "--force"))
-    assert "not an earlier export (notes.txt)" in line
+    assert "not a folder edgessl wrote (notes.txt)" in line
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
