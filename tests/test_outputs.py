@@ -62,7 +62,8 @@ BENCH = ("--iterations", "1", "--warmup", "0", "--async-runs", "0", "--no-e2e")
 def test_existing_outputs_are_never_replaced_without_force(command, tmp_path, onnx_model,
                                                            tiny_classifier, digits_dir):
     name, option = command.split()
-    target = tmp_path / ("out.tar.gz" if option == "--archive" else "existing")
+    target = tmp_path / {"--archive": "out.tar.gz", "--plot": "existing.png"}.get(option,
+                                                                                "existing")
     target.write_text("keep")
     args = {"predict": ("predict", onnx_model, _image(digits_dir), option, target),
             "benchmark": ("benchmark", onnx_model, *BENCH, option, target),

@@ -67,6 +67,11 @@ def check_stdout(outputs: dict[str, Path | None]) -> bool:
     if "--plot" in dashes:
         raise ConfigError("--plot writes a PNG file and cannot go to stdout ('-'); name a .png "
                           "file")
+    plot = outputs.get("plot")
+    if "--plot" not in dashes and plot is not None and Path(plot).suffix.lower() != ".png":
+        # a PNG under another name opens as garbage (or not at all) in whatever reads it
+        raise ConfigError(f"--plot writes a PNG image, and '{plot}' does not end in .png; name "
+                          f"it e.g. '{Path(plot).with_suffix('.png').name}'")
     if len(dashes) > 1:
         raise ConfigError(f"{' and '.join(dashes)} cannot both go to stdout ('-'); give one "
                           "of them a file name")
@@ -153,6 +158,7 @@ def benchmark(
         if profile and device is not None:
             raise ConfigError("pass either --device or --profile, not both: a profile names "
                               "its own device")
+        check_batch_sizes_text(batch_sizes)
         config = BenchmarkConfig(
             warmup=warmup, iterations=iterations, time_budget_s=time_budget,
             batch_size=batch_size, batch_sizes=parse_batch_sizes(batch_sizes),
@@ -172,6 +178,21 @@ def benchmark(
         show(f"host: {host_line(host_stamp())}")
         for path in write_outputs(results, config, outputs, force=force):
             show(f"wrote {path}")
+
+
+def check_batch_sizes_text(text: str | None) -> None:
+    """Refuse a ``--batch-sizes`` list with an empty item ("1,,2", "1,2,", ","): a typo that
+    would otherwise run a shorter sweep than the one asked for.
+
+    Raises:
+        ConfigError: naming the list and the fix.
+    """
+    from edgessl.errors import ConfigError, printable
+
+    if text is not None and any(not part.strip() for part in text.split(",")):
+        raise ConfigError(f"--batch-sizes '{printable(text)}' has an empty item; write "
+                          "comma-separated integers like 1,8,32, or leave --batch-sizes out "
+                          "for the profile's")
 
 
 # Options of the image benchmark only; given with text models they are an error.

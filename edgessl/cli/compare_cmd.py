@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
 
 from edgessl.cli.app import app, echo, user_errors
+from edgessl.cli.finetune_cmd import flags_given
+
+# Flags that only some arms use (a flag given while --arms has none of them is ignored).
+ARM_FLAGS = {"ssl_epochs": ("ssl",), "continued_epochs": ("pretrained_ssl",),
+             "full_epochs": ("scratch", "pretrained_full"),
+             "start": ("pretrained", "pretrained_full", "pretrained_ssl"),
+             "pretrained_size": ("pretrained", "pretrained_full", "pretrained_ssl"),
+             "arch": ("scratch", "ssl"), "hflip": ("scratch", "pretrained_full")}
+
+
+def warn_unused_flags(ctx: typer.Context, arms: tuple[str, ...]) -> None:
+    """Say which given flags no arm of ``arms`` uses, rather than ignoring them silently."""
+    for name, users in ARM_FLAGS.items():
+        if not set(users) & set(arms):
+            for flag in flags_given(ctx, [name]):
+                logging.getLogger("edgessl").warning(
+                    "%s is used only by the %s arm%s, and --arms has none: it is ignored",
+                    flag, ", ".join(users), "s" if len(users) > 1 else "")
 
 
 @app.command("compare")
 def compare_command(
+    ctx: typer.Context,
     data: Path | None = typer.Argument(
         None, help="Labeled images: class folders (or train/ and val/ folders, pooled).",
         show_default="the built-in digits"),
@@ -45,13 +65,20 @@ def compare_command(
     from edgessl.compare.report import format_table
 
     with user_errors():
+        names = [a.strip() for a in arms.split(",")]
+        if any(names) and not all(names):  # "pixels,,ssl": a typo, not a shorter list
+            from edgessl.errors import ConfigError, printable
+
+            raise ConfigError(f"--arms '{printable(arms)}' has an empty item; write "
+                              "comma-separated arm names like pixels,scratch,ssl")
         cfg = CompareConfig(
             data=str(data) if data else None, unlabeled=str(unlabeled) if unlabeled else None,
             labels_per_class=labels_per_class, folds=folds,
-            arms=tuple(a.strip() for a in arms.split(",") if a.strip()), start=start,
+            arms=tuple(a for a in names if a), start=start,
             arch=arch, image_size=image_size, pretrained_size=pretrained_size,
             ssl_epochs=ssl_epochs, continued_epochs=continued_epochs, full_epochs=full_epochs,
             hflip=hflip, seed=seed, out=str(out), force=force)
+        warn_unused_flags(ctx, cfg.arms)
         result = compare(cfg)
     echo(format_table(result))
     echo(f"wrote {result.path}/compare.json, compare.md, compare.png")

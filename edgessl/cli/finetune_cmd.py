@@ -98,6 +98,12 @@ def finetune_command(
             echo(f"saved {path}  val top-1 {100 * metrics['top1']:.1f}% on "
                  f"{metrics['examples']} texts")
             return
+        if mode == "linear" and flags_given(ctx, ["hflip"]):
+            from edgessl.errors import ConfigError
+
+            raise ConfigError("--hflip applies to --mode full (its augmentation); the linear "
+                              "probe sees each image once, unflipped: leave --hflip out, or "
+                              "pass --mode full")
         cfg = FinetuneConfig(
             data=str(data) if data else None, backbone=backbone, arch=arch,
             weights=str(weights) if weights else None, weights_key=weights_key, mode=mode,

@@ -129,6 +129,7 @@ def predict(
         if profile is not None:
             device = device_from_profile(profile, model)
         loaded = load_for_predict(model, device)
+        refuse_top_k_for_embeddings(ctx, loaded, model)
         files = iter_image_files(images)
         results = []
         to_stdout = json_path is not None and str(json_path) == "-"
@@ -161,6 +162,22 @@ def predict(
 
                 echo(f"wrote {write_json(json_path, data, force=force)} ({len(results)} "
                      "images)")
+
+
+def refuse_top_k_for_embeddings(ctx: typer.Context, loaded, model: Path) -> None:
+    """``--top-k`` given for a model without labels (it gives an embedding per image, as
+    ``DeployedModel.predict`` decides) would be ignored: refuse it, before any image is read.
+
+    Raises:
+        ConfigError: naming the model and the fix.
+    """
+    from edgessl.errors import ConfigError
+
+    meta = loaded.meta
+    if flags_given(ctx, ["top_k"]) and (not meta.labels or meta.task != "classify"):
+        raise ConfigError(f"--top-k applies to classifiers, and '{model}' is an embedding model "
+                          "(one feature vector per image, no labels to rank); leave --top-k "
+                          "out, or pass a classifier")
 
 
 class Unreadable:

@@ -92,6 +92,14 @@ class CompareConfig:
             raise ConfigError(f"--arms is empty; choose from: {', '.join(ORDER)}")
         for name in self.arms:
             ARMS.get(name)
+        if self.labels_per_class is not None and self.labels_per_class < self.folds:
+            raise ConfigError(f"--folds {self.folds} needs at least {self.folds} labeled images "
+                              f"of each class, and --labels-per-class is {self.labels_per_class}:"
+                              f" lower --folds or raise --labels-per-class")
+        twice = sorted({name for name in self.arms if self.arms.count(name) > 1})
+        if twice:  # each arm runs once: a repeat is a typo, never silently dropped
+            raise ConfigError(f"--arms names {', '.join(twice)} more than once; name each arm "
+                              f"once (choose from: {', '.join(ORDER)})")
         # names that only the later arms use fail now, not after minutes of the first ones
         if find_start(self.start) is None:
             raise unknown_choice("pretrained start", self.start, PRETRAINED.names())
@@ -116,7 +124,8 @@ def make_folds(samples: list[Sample], folds: int, seed: int,
     for label in sorted({y for _, y in samples}):
         items = sorted(s for s in samples if s[1] == label)
         if len(items) < folds:
-            raise DataError(f"class '{classes[label]}' has {len(items)} labeled images, fewer "
+            raise DataError(f"class '{classes[label]}' has {len(items)} labeled "
+                            f"image{'s' if len(items) != 1 else ''}, fewer "
                             f"than --folds {folds}; lower --folds or add labels")
         rng.shuffle(items)
         for i, sample in enumerate(items):
@@ -202,9 +211,7 @@ def _start_side(cfg: CompareConfig) -> int:
     """The side ``finetune`` gives ``cfg.start``."""
     from edgessl.backbones.pretrained import default_size
 
-    side = default_size(find_start(cfg.start))
-    log.info("pretrained arms at %d px (finetune's size for %s)", side, cfg.start)
-    return side
+    return default_size(find_start(cfg.start))
 
 
 def _check_unlabeled(cfg: CompareConfig) -> None:
@@ -229,6 +236,33 @@ def _check_unlabeled(cfg: CompareConfig) -> None:
                         "other images") from None
 
 
+def _check_ssl_pool(cfg: CompareConfig, rest: list[Path], chosen: list[Sample]) -> None:
+    """Refuse, before any arm runs, an SSL pool too small for one step of the SSL method
+    (it would fail only after the arms before it had run for minutes).
+
+    Raises:
+        DataError: fewer images in the pool than the method's smallest batch.
+    """
+    from edgessl.data.images import scan_image_files
+
+    ssl_arms = [name for name in cfg.arms if ARMS.get(name).prepare is not None]
+    if not ssl_arms:
+        return
+    if cfg.unlabeled is not None:
+        where = f"--unlabeled '{cfg.unlabeled}'"
+        count = len(scan_image_files(Path(cfg.unlabeled).expanduser()).files)
+    elif rest:
+        where, count = "the data folder's images outside the compared labels", len(rest)
+    else:
+        where, count = "the compared images", len(chosen)
+    method = METHODS.get(cfg.ssl_method)
+    if count < method.min_batch:
+        raise DataError(f"the SSL arms ({', '.join(ssl_arms)}) pretrain on {where}: "
+                        f"{count} image{'s' if count != 1 else ''}, and {cfg.ssl_method} needs "
+                        f"at least {method.min_batch} a step; pass --unlabeled with more images "
+                        f"(hundreds or more), or leave {', '.join(ssl_arms)} out of --arms")
+
+
 def compare(cfg: CompareConfig) -> CompareResult:
     """Run every arm of ``cfg`` on the same folds and write compare.json/.md/.png.
 
@@ -246,7 +280,11 @@ def compare(cfg: CompareConfig) -> CompareResult:
     data, chosen, rest = _labeled_pool(cfg)
     if cfg.pretrained_size is None:
         cfg = dataclasses.replace(cfg, pretrained_size=_start_side(cfg))
+        if any(name.startswith("pretrained") for name in cfg.arms):  # else not worth a line
+            log.info("pretrained arms at %d px (finetune's size for %s)", cfg.pretrained_size,
+                     cfg.start)
     folds = make_folds(chosen, cfg.folds, cfg.seed, data.classes)
+    _check_ssl_pool(cfg, rest, chosen)
     with atomic_dir(out, force=cfg.force) as tmp:
         work = tmp / "work"
         pool, pool_text = _ssl_pool(cfg, rest, chosen, work)

@@ -59,8 +59,15 @@ def require_dir(path: str | Path, what: str = "data folder") -> Path:
                             "existing folder, or pass the folder itself")
         raise DataError(f"{what} '{path}' does not exist; check the path")
     if not path.is_dir():
+        if path.name.lower().endswith(ARCHIVE_SUFFIXES):
+            raise DataError(f"{what} '{path}' is an archive, not a folder; unpack it and pass "
+                            "the folder it holds")
         raise DataError(f"{what} '{path}' is not a folder; pass a folder of images")
     return path
+
+
+# Datasets are often downloaded packed; given as data they are named as what they are.
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
 
 
 def is_image_name(name: str) -> bool:

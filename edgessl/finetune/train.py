@@ -23,7 +23,13 @@ from edgessl.config import (
     Range,
     check_fields,
 )
-from edgessl.data.labeled import LabeledData, fingerprint, labels_per_class, load_labeled
+from edgessl.data.labeled import (
+    LabeledData,
+    check_labeled_layout,
+    fingerprint,
+    labels_per_class,
+    load_labeled,
+)
 from edgessl.data.tensors import ImageDataset
 from edgessl.errors import ConfigError, Interrupted, OutputExistsError
 from edgessl.finetune.evaluate import classification_metrics, predict_logits
@@ -292,6 +298,10 @@ def _check(cfg: FinetuneConfig, mode: str) -> None:
     if mode == "linear" and (cfg.epochs is not None or cfg.lr is not None):
         raise ConfigError("--epochs and --lr apply to --mode full; the linear probe is solved "
                           "to convergence (set its regularisation with --probe-c)")
+    if mode == "full" and cfg.probe_c is not None:
+        raise ConfigError("--probe-c applies to --mode linear (the probe's regularisation); "
+                          "--mode full trains the whole network with --epochs and --lr: leave "
+                          "--probe-c out, or pass --mode linear")
 
 
 def default_start() -> str:
@@ -336,10 +346,10 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
               "--backbone": backbone if cfg.backbone and backbone.exists() else None}
     if cfg.out is not None:
         check_outputs({"--out": cfg.out}, inputs, force=cfg.force)
-    if data is None:
+    root = None
+    if data is None:  # its layout now (a listing); its images once --out is known to be free
         root = cfg.data if cfg.data is not None else default_digits_dir()
-        data = load_labeled(root, cfg.val_fraction, cfg.seed)
-    train = labels_per_class(data.train, cfg.labels_per_class, cfg.seed, data.classes)
+        check_labeled_layout(root, cfg.labels_per_class, cfg.val_fraction)
     backbone_text = cfg.backbone or default_start()
     seed_everything(cfg.seed)  # before the backbone exists: a scratch init depends on it
     # image_size None: a pretrained start's training size (``default_size``), else the
@@ -353,6 +363,9 @@ def finetune(cfg: FinetuneConfig, data: LabeledData | None = None) -> FinetuneRe
     if out.exists() and not cfg.force:
         raise OutputExistsError(f"'{out}' exists; pass --force to overwrite it or choose --out")
     check_outputs({"--out": out}, inputs, force=True)  # before training
+    if data is None:  # decoded after every flag and path is checked (minutes on large sets)
+        data = load_labeled(root, cfg.val_fraction, cfg.seed)
+    train = labels_per_class(data.train, cfg.labels_per_class, cfg.seed, data.classes)
     seed_everything(cfg.seed)
     from edgessl.data.tensors import normalize_fn
 

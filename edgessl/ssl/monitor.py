@@ -136,16 +136,33 @@ class KnnData:
     query_labels: torch.Tensor
     classes: tuple[str, ...]
 
+    @staticmethod
+    def check(root) -> None:
+        """Refuse an ``--eval-data`` folder that is no labeled set, from its listing alone.
+
+        Raises:
+            DataError: what ``load`` would refuse for the layout, naming the flag.
+        """
+        from edgessl.data.labeled import check_labeled_layout
+        from edgessl.errors import DataError
+
+        try:
+            check_labeled_layout(root)
+        except DataError as exc:
+            raise DataError(f"--eval-data: {exc}") from None
+
     @classmethod
     def load(cls, root, image_size: int, seed: int = 0) -> KnnData:
         """``root`` as ``edgessl finetune`` reads it: train/ + val/ (or test/), or one folder."""
         from edgessl.data.labeled import load_labeled
         from edgessl.data.tensors import load_uint8
+        from edgessl.errors import DataError
 
-        data = load_labeled(root, seed=seed)
+        try:
+            data = load_labeled(root, seed=seed)
+        except DataError as exc:  # name the flag: DATA is another folder
+            raise DataError(f"--eval-data: {exc}") from None
         if not data.train or not data.val:
-            from edgessl.errors import DataError
-
             raise DataError(f"--eval-data '{root}' needs labeled images in both a train and a "
                             "val split; pass a folder of class subfolders or train/ + val/")
 

@@ -117,9 +117,13 @@ def require_image_size(name: str, size: int, augment: AugmentConfig, views: int 
                       f"({problem}); {hint}")
 
 
-def require_batch(method, images: int, batch_size: int, processes: int, root: Path) -> int:
+def require_batch(method, images: int, batch_size: int, processes: int, root: Path,
+                  given: bool = True) -> int:
     """The batch a step takes (all ``images`` when fewer than ``batch_size``), or a one-line
     error when that leaves a process fewer than ``method.min_batch`` images.
+
+    ``given``: whether ``batch_size`` is the user's ``--batch-size`` (else the default), so
+    the warning names what was asked for.
 
     A step drops its incomplete last batch, so the effective batch is what every step sees.
     """
@@ -135,8 +139,10 @@ def require_batch(method, images: int, batch_size: int, processes: int, root: Pa
         raise ConfigError(f"--batch-size {batch_size} is too small: {why}; pass --batch-size "
                           f"{need} or more (256 is the default)")
     if images < batch_size:
-        log.warning("only %d images in %s: each step takes all of them, not --batch-size %d",
-                    images, root, batch_size)
+        log.warning("only %d images in %s: each step takes all of them, not %s %d (hundreds "
+                    "of images or more are needed to learn features that carry over to new "
+                    "images)", images, root, "--batch-size" if given else "the default batch of",
+                    batch_size)
     return min(batch_size, images)
 
 

@@ -281,9 +281,10 @@ def _saved_epochs(out: Path) -> int:
     return int(read_card(out).training["epochs"])
 
 
-def _resume(run: _Run, out: Path, new_card: ModelCard, config: PretrainConfig) -> None:
-    """Continue ``out``: the whole saved card must match the run's (``require_same_run``)."""
-    state = load_train_state(out)  # first: a finished run has nothing to resume
+def _resume(run: _Run, out: Path, state: dict, new_card: ModelCard,
+            config: PretrainConfig) -> None:
+    """Continue ``out`` from its saved ``state``: the whole saved card must match the run's
+    (``require_same_run``)."""
     require_same_run(out, read_card(out), new_card)
     run.restore(state)
     log.info("resuming %s at epoch %d (batch %d) of %d", out, run.epoch + 1, run.batch,
@@ -563,22 +564,31 @@ def _budget_epochs(config: PretrainConfig, budget_s: float, method, views, setup
 
 def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed):
     budget_s = parse_budget(config.budget)  # a flag: before any image is read
-    paths, excluded = _training_images(config, root)
+    if config.eval_data:  # its layout from a listing, before minutes of decoding
+        KnnData.check(config.eval_data)
     _check_image_size(config, method_cls)
     seed_everything(config.seed)
     init = _initial_backbone(config)
     backbone, spec, init_from = init.backbone, init.spec, init.source
+    # the output is checked before the images are decoded (minutes on a large folder): a
+    # rerun into an existing folder is refused at once
     out = _output_folder(config, spec, dist)
+    # a finished run (nothing to resume) or a damaged state is refused before the images
+    saved_state = load_train_state(out) if config.resume else None
     method_config = build_method_config(method_cls, config.method_options)
     if method_cls.needs_vit and not _is_vit(backbone):
         raise ConfigError(f"{config.method} needs a ViT backbone, not '{spec.name}'; pass "
                           "--backbone vit_tiny (or vit_small, vit_base, timm:vit_*)")
+    paths, excluded = _training_images(config, root)
     mean, std = init.mean, init.std
-    knn = KnnData.load(config.eval_data, config.image_size) if config.eval_data else None
+    # split with the run's seed: with --eval-data DATA, its val images are then the ones left
+    # out of pretraining (``_training_images``), not images the backbone trained on
+    knn = (KnnData.load(config.eval_data, config.image_size, seed=config.seed)
+           if config.eval_data else None)
     dataset = ImageDataset(paths, config.image_size)
     batch_size = require_batch(method_cls, len(dataset),
                                choose_batch(config.batch_size, len(dataset), dist.world_size),
-                               dist.world_size, root)
+                               dist.world_size, root, given=config.batch_size is not None)
     dist.check_batch(batch_size)
     setup = _setup(config, method_cls, backbone, dist, batch_size, init_from is not None)
     frozen = freeze_early(backbone, setup.freeze)
@@ -642,7 +652,7 @@ def _pretrain(config: PretrainConfig, method_cls, root: Path, dist: Distributed)
             mean=mean, std=std, pretrained=init.pretrained)
 
     if config.resume:
-        _resume(run, out, card(0.0, False), config)
+        _resume(run, out, saved_state, card(0.0, False), config)
 
     if dist.is_main:
         log.info("pretraining %s on %d images from %s (%s, %d px, %d epochs, batch %d, %s lr "
