@@ -22,14 +22,23 @@ def runtime_name_for(path: str | Path) -> str:
     for name, module in RUNTIMES.items():
         if module.accepts(path):
             return name
-    inside = models_in_folder(path)
-    if len(inside) == 1:
-        raise CheckpointError(f"'{path}' is a folder holding the model '{inside[0]}'; pass "
-                              "that file")
+    refuse_export_folder(path)
     raise CheckpointError(
         f"'{path}' is not a model edgessl can run; pass an edgessl checkpoint folder, "
         "a .onnx file or an OpenVINO .xml file"
     )
+
+
+def refuse_export_folder(path: Path) -> None:
+    """Name the model file of an export folder given where a model is expected.
+
+    Raises:
+        CheckpointError: ``path`` is a folder holding exactly one model file.
+    """
+    inside = models_in_folder(path)
+    if len(inside) == 1:
+        raise CheckpointError(f"'{path}' is a folder holding the model '{inside[0]}'; pass "
+                              "that file")
 
 
 def models_in_folder(path: Path) -> list[Path]:

@@ -257,6 +257,20 @@ def user_errors() -> Iterator[None]:
     yield
 
 
-def echo(text: str = "") -> None:
-    """Print ``text`` on stdout with control characters escaped (newlines and tabs kept)."""
-    typer.echo(printable(text, lines=True))
+def echo(text: str = "", err: bool = False) -> None:
+    """Print ``text`` on stdout (stderr with ``err``) with control characters escaped
+    (newlines and tabs kept)."""
+    typer.echo(printable(text, lines=True), err=err)
+
+
+def check_device_or_profile(profile_given: bool, device_given: bool) -> None:
+    """Refuse ``--device`` beside ``--profile``, which names its own device.
+
+    Raises:
+        ConfigError: both were given.
+    """
+    if profile_given and device_given:
+        from edgessl.errors import ConfigError
+
+        raise ConfigError("pass either --device or --profile, not both: a profile names its "
+                          "own device")

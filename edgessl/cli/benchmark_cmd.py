@@ -3,20 +3,14 @@ on this host's CPU or on the targets of device profiles."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import typer
 
-from edgessl.cli.app import app, echo, user_errors
+from edgessl.cli.app import app, check_device_or_profile, echo, user_errors
 from edgessl.cli.finetune_cmd import flags_given
 from edgessl.runtime_specs import artifact_kinds
-
-
-def err_echo(text: str = "") -> None:
-    """``echo`` on stderr (control characters escaped, newlines kept)."""
-    from edgessl.errors import printable
-
-    typer.echo(printable(text, lines=True), err=True)
 
 
 def write_outputs(results, config, outputs: dict[str, Path | None],
@@ -155,10 +149,7 @@ def benchmark(
         to_stdout = check_stdout(outputs)
         check_outputs({f"--{kind}": path for kind, path in outputs.items()},
                       {"MODEL": models, "--data": data}, force=force)
-        if profile and device is not None:
-            raise ConfigError("pass either --device or --profile, not both: a profile names "
-                              "its own device")
-        check_batch_sizes_text(batch_sizes)
+        check_device_or_profile(bool(profile), device is not None)
         config = BenchmarkConfig(
             warmup=warmup, iterations=iterations, time_budget_s=time_budget,
             batch_size=batch_size, batch_sizes=parse_batch_sizes(batch_sizes),
@@ -173,26 +164,11 @@ def benchmark(
         else:
             results = benchmark_models(models, config)
         # with an output on stdout ('-'), the table goes to stderr so stdout stays parseable
-        show = err_echo if to_stdout else echo
+        show = functools.partial(echo, err=to_stdout)
         show(render_table(results))
         show(f"host: {host_line(host_stamp())}")
         for path in write_outputs(results, config, outputs, force=force):
             show(f"wrote {path}")
-
-
-def check_batch_sizes_text(text: str | None) -> None:
-    """Refuse a ``--batch-sizes`` list with an empty item ("1,,2", "1,2,", ","): a typo that
-    would otherwise run a shorter sweep than the one asked for.
-
-    Raises:
-        ConfigError: naming the list and the fix.
-    """
-    from edgessl.errors import ConfigError, printable
-
-    if text is not None and any(not part.strip() for part in text.split(",")):
-        raise ConfigError(f"--batch-sizes '{printable(text)}' has an empty item; write "
-                          "comma-separated integers like 1,8,32, or leave --batch-sizes out "
-                          "for the profile's")
 
 
 # Options of the image benchmark only; given with text models they are an error.
@@ -215,7 +191,7 @@ def benchmark_text_models(ctx: typer.Context, models: list[Path], data: Path | N
     check_outputs({"--json": json_path}, {"MODEL": models, "--data": data}, force=force)
     results = benchmark_texts(models, data, runs=iterations, warmup=warmup)
     stamp = host_stamp()
-    show = err_echo if to_stdout else echo
+    show = functools.partial(echo, err=to_stdout)
     show(render_text_table(results))
     show(f"host: {host_line(stamp)}")
     document = {"host": stamp, "results": [r.to_dict() for r in results]}

@@ -100,12 +100,6 @@ def export(
             from edgessl.text.workflow import export_text_checkpoint, refuse_image_flags
 
             refuse_image_flags(flags_given(ctx, IMAGE_ONLY), f"classifier '{model}'")
-            if out is not None:  # as for an image export: an input first, then --force
-                from edgessl.export.api import check_export_replaceable
-                from edgessl.io import check_outputs
-
-                check_outputs({"--out": out}, {"MODEL": model, "--data": data}, force=force)
-                check_export_replaceable(out, force)
             sizes = flags_given(ctx, ["calib_size"])
             result = export_text_checkpoint(model, format, precision, out=out, data=data,
                                             calib_size=calib_size if sizes else None,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from edgessl.cli.app import app, echo, user_errors
+from edgessl.cli.app import app, check_device_or_profile, echo, user_errors
 from edgessl.cli.finetune_cmd import flags_given
 from edgessl.runtime_specs import artifact_kinds
 
@@ -28,13 +28,10 @@ def load_for_predict(model: Path, device: str):
         from edgessl.backends import torch_rt
 
         if not torch_rt.accepts(model):
-            from edgessl.backends.registry import models_in_folder
+            from edgessl.backends.registry import refuse_export_folder
             from edgessl.errors import CheckpointError
 
-            inside = models_in_folder(model)
-            if len(inside) == 1:
-                raise CheckpointError(f"'{model}' is a folder holding the model '{inside[0]}'; "
-                                      "pass that file")
+            refuse_export_folder(model)
             raise CheckpointError(f"'{model}' is a folder without card.json; pass a checkpoint "
                                   f"folder or an exported model ({artifact_kinds()})")
         return DeployedModel(torch_rt.load(model, device=device))
@@ -118,11 +115,7 @@ def predict(
 
             raise UsageError("Missing argument 'IMAGE_OR_DIR...'.", ctx)
         refuse_blank_paths(images)  # before the recursive search of the current folder
-        if profile is not None and flags_given(ctx, ["device"]):
-            from edgessl.errors import ConfigError
-
-            raise ConfigError("pass either --device or --profile, not both: a profile names "
-                              "its own device")
+        check_device_or_profile(profile is not None, bool(flags_given(ctx, ["device"])))
         images = [Path(i) for i in images]
         check_outputs({"--json": json_path}, {"MODEL": model, "IMAGE_OR_DIR": images},
                       force=force)

@@ -214,8 +214,9 @@ def _start_side(cfg: CompareConfig) -> int:
     return default_size(find_start(cfg.start))
 
 
-def _check_unlabeled(cfg: CompareConfig) -> None:
-    """--unlabeled before any arm runs: an existing folder with images, used by an arm.
+def _check_unlabeled(cfg: CompareConfig) -> int | None:
+    """--unlabeled before any arm runs: an existing folder with images, used by an arm;
+    returns how many images it holds (None when no arm reads it).
 
     Raises:
         DataError: not a folder, or no image in it (listed by name, nothing decoded).
@@ -223,34 +224,33 @@ def _check_unlabeled(cfg: CompareConfig) -> None:
     from edgessl.data.images import image_files_or_fail
 
     if cfg.unlabeled is None:
-        return
+        return None
     root = require_dir(cfg.unlabeled, "unlabeled data folder")
     if not any(ARMS.get(name).prepare is not None for name in cfg.arms):
         log.warning("--unlabeled is used only by the SSL arms (ssl, pretrained_ssl), and "
                     "--arms has none: it is ignored")
-        return
+        return None
     try:
-        image_files_or_fail(root, "--unlabeled")
+        return len(image_files_or_fail(root, "--unlabeled"))
     except DataError as exc:
         raise DataError(f"{exc}, or leave --unlabeled out to pretrain on the data folder's "
                         "other images") from None
 
 
-def _check_ssl_pool(cfg: CompareConfig, rest: list[Path], chosen: list[Sample]) -> None:
+def _check_ssl_pool(cfg: CompareConfig, rest: list[Path], chosen: list[Sample],
+                    unlabeled: int | None) -> None:
     """Refuse, before any arm runs, an SSL pool too small for one step of the SSL method
-    (it would fail only after the arms before it had run for minutes).
+    (it would fail only after the arms before it had run for minutes); ``unlabeled``: the
+    images ``_check_unlabeled`` found in --unlabeled.
 
     Raises:
         DataError: fewer images in the pool than the method's smallest batch.
     """
-    from edgessl.data.images import scan_image_files
-
     ssl_arms = [name for name in cfg.arms if ARMS.get(name).prepare is not None]
     if not ssl_arms:
         return
-    if cfg.unlabeled is not None:
-        where = f"--unlabeled '{cfg.unlabeled}'"
-        count = len(scan_image_files(Path(cfg.unlabeled).expanduser()).files)
+    if unlabeled is not None:
+        where, count = f"--unlabeled '{cfg.unlabeled}'", unlabeled
     elif rest:
         where, count = "the data folder's images outside the compared labels", len(rest)
     else:
@@ -276,7 +276,7 @@ def compare(cfg: CompareConfig) -> CompareResult:
     out = Path(cfg.out or "compare")
     check_outputs({"--out": out}, {"DATA": cfg.data, "--unlabeled": cfg.unlabeled},
                   force=cfg.force)
-    _check_unlabeled(cfg)
+    unlabeled = _check_unlabeled(cfg)
     data, chosen, rest = _labeled_pool(cfg)
     if cfg.pretrained_size is None:
         cfg = dataclasses.replace(cfg, pretrained_size=_start_side(cfg))
@@ -284,7 +284,7 @@ def compare(cfg: CompareConfig) -> CompareResult:
             log.info("pretrained arms at %d px (finetune's size for %s)", cfg.pretrained_size,
                      cfg.start)
     folds = make_folds(chosen, cfg.folds, cfg.seed, data.classes)
-    _check_ssl_pool(cfg, rest, chosen)
+    _check_ssl_pool(cfg, rest, chosen, unlabeled)
     with atomic_dir(out, force=cfg.force) as tmp:
         work = tmp / "work"
         pool, pool_text = _ssl_pool(cfg, rest, chosen, work)

@@ -66,14 +66,23 @@ def copy_package_files(dest: Path, files) -> None:
         shutil.copy2(package / rel, target)
 
 
-def _readme(bundle: dict, baseline: dict | None) -> str:
-    by_path = {r["model"]: r for r in (baseline or {}).get("results", [])}
-    rows = []
-    for m in bundle["models"]:
+def baseline_cells(models: list[dict], baseline: dict | None, key: str,
+                   p50_digits: int) -> list[tuple[dict, str, str]]:
+    """(bundled model entry, host top-1 %, host p50 ms) for the README's table, "-" where the
+    host baseline (its results naming their model file under ``key``) has no value."""
+    by_path = {r[key]: r for r in (baseline or {}).get("results", [])}
+    cells = []
+    for m in models:
         r = by_path.get(m["path"])
         top1 = "-" if r is None or r["top1"] is None else f"{100 * r['top1']:.1f}"
-        p50 = "-" if r is None else f"{r['latency']['p50_ms']:.3f}"
-        rows.append(f"| {m['name']} | `{m['path']}` | {top1} | {p50} |")
+        p50 = "-" if r is None else f"{r['latency']['p50_ms']:.{p50_digits}f}"
+        cells.append((m, top1, p50))
+    return cells
+
+
+def _readme(bundle: dict, baseline: dict | None) -> str:
+    rows = [f"| {m['name']} | `{m['path']}` | {top1} | {p50} |"
+            for m, top1, p50 in baseline_cells(bundle["models"], baseline, "model", 3)]
     host = (baseline or {}).get("host", {}).get("cpu", "no baseline measured")
     text = (TEMPLATES / "README.md").read_text(encoding="utf-8")
     return string.Template(text).substitute(

@@ -215,12 +215,18 @@ def parse_batch_sizes(text: str | None) -> tuple[int, ...]:
     """``--batch-sizes`` text: "1,8,32" -> (1, 8, 32); None or "" -> ().
 
     Raises:
-        ConfigError: for anything but comma-separated integers.
+        ConfigError: for anything but comma-separated integers (an empty item included).
     """
     if not text:
         return ()
+    if any(not part.strip() for part in text.split(",")):  # "1,,2": a typo, not a shorter sweep
+        from edgessl.errors import printable
+
+        raise ConfigError(f"--batch-sizes '{printable(text)}' has an empty item; write "
+                          "comma-separated integers like 1,8,32, or leave --batch-sizes out "
+                          "for the profile's")
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise ConfigError(f"--batch-sizes takes comma-separated integers like 1,8,32; got "
                           f"'{text}'") from None

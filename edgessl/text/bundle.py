@@ -32,7 +32,12 @@ from edgessl.deploy.bundle_config import (
     profile_file,
     requirements,
 )
-from edgessl.deploy.bundle_files import VENDORED, write_archive, write_bundle_files
+from edgessl.deploy.bundle_files import (
+    VENDORED,
+    baseline_cells,
+    write_archive,
+    write_bundle_files,
+)
 from edgessl.errors import CheckpointError, ConfigError, unknown_choice
 from edgessl.text.bundle_cli import BUNDLE_FORMAT
 
@@ -327,13 +332,8 @@ def _baseline(tmp: Path, models: list[dict], smoke: dict, config: DeployConfig) 
 
 
 def _readme(bundle: dict, baseline: dict | None) -> str:
-    by_path = {r["artifact"]: r for r in (baseline or {}).get("results", [])}
-    rows = []
-    for m in bundle["models"]:
-        r = by_path.get(m["path"])
-        top1 = "-" if r is None or r["top1"] is None else f"{100 * r['top1']:.1f}"
-        p50 = "-" if r is None else f"{r['latency']['p50_ms']:.2f}"
-        rows.append(f"| {m['name']} | `{m['path']}` | {m['max_length']} | {top1} | {p50} |")
+    rows = [f"| {m['name']} | `{m['path']}` | {m['max_length']} | {top1} | {p50} |"
+            for m, top1, p50 in baseline_cells(bundle["models"], baseline, "artifact", 2)]
     host = (baseline or {}).get("host", {}).get("cpu", "no baseline measured")
     rec = bundle["recommended"]
     return f"""# {bundle['name']}: an edgessl text bundle for {bundle['profile']['name']}

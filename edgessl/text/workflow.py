@@ -290,6 +290,7 @@ def export_text_checkpoint(checkpoint: str | Path, fmt: str, precision: str,
     Returns:
         The TextExportResult.
     """
+    from edgessl.export.api import check_export_replaceable
     from edgessl.io import check_outputs
     from edgessl.text.export import ValidationSet
     from edgessl.text.model import load_text_classifier
@@ -302,6 +303,7 @@ def export_text_checkpoint(checkpoint: str | Path, fmt: str, precision: str,
     out = Path(out) if out else Path("export") / (
         f"{checkpoint.resolve().name}-{export_name(fmt, precision, fuse_tokenizer)}")
     check_outputs({"--out": out}, {"MODEL": checkpoint, "--data": data}, force=force)
+    check_export_replaceable(out, force)  # --force replaces an earlier export, nothing else
     model, card = load_text_classifier(checkpoint)
     labeled = checkpoint_data(card, data)
     if labeled is None:
